@@ -1,0 +1,258 @@
+"""The autocalls API over httpx: requests in, `SendOutcome` out.
+
+A send never raises: whatever happens on the wire becomes a `SendOutcome` whose fate
+`outcomes.fate_of` decides. The API key lives only in the client's headers; no message
+built here contains it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from campaign import outcomes
+from campaign.errors import UsageError
+from campaign.model import Recipient, SendOutcome
+
+DEFAULT_BASE_URL = "https://app.autocalls.ai"
+RAW_BODY_LIMIT = 2000  # characters of an unexpected body kept for the record
+
+# Transport errors, most specific first: which of ours each one is.
+TRANSPORT_CODES: list[tuple[type[Exception], str]] = [
+    (httpx.ConnectTimeout, outcomes.CONNECT_TIMEOUT),
+    (httpx.ConnectError, outcomes.CONNECT_ERROR),
+    (httpx.PoolTimeout, outcomes.POOL_TIMEOUT),
+    (httpx.ReadTimeout, outcomes.READ_TIMEOUT),
+    (httpx.WriteTimeout, outcomes.WRITE_TIMEOUT),
+    (httpx.RemoteProtocolError, outcomes.CONNECTION_DROPPED),
+    (httpx.ReadError, outcomes.CONNECTION_DROPPED),
+]
+
+
+class ApiError(Exception):
+    """A non-send call (senders, templates, account) got an error answer."""
+
+    def __init__(self, status: int | None, code: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def check_base_url(url: str) -> str:
+    """Return the API root for `url`; refuse plain http unless the host is loopback."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"base URL {url!r} is not an http(s) URL")
+    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+        raise UsageError(
+            f"base URL {url!r} uses plain http to a non-loopback host; the API key would "
+            "travel unencrypted. Use https."
+        )
+    root = str(parsed).rstrip("/")
+    return root.removesuffix("/api")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class AutocallsClient:
+    """An async client of the autocalls API; use it as `async with`."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        timeout: float = 30.0,
+        max_connections: int = 32,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        root = check_base_url(base_url)
+        self._http = httpx.AsyncClient(
+            base_url=f"{root}/api",
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=max_connections),
+            transport=transport,
+            follow_redirects=False,  # a redirect could carry the key elsewhere
+        )
+
+    async def __aenter__(self) -> AutocallsClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._http.aclose()
+
+    async def send_template(
+        self, sender_id: int, template_id: int, recipient: Recipient
+    ) -> SendOutcome:
+        """Send one template message; every failure becomes an outcome, never an exception."""
+        payload = {
+            "sender_id": sender_id,
+            "template_id": template_id,
+            "recipient_phone": recipient.phone,
+            "recipient_name": recipient.name,
+            "variables": recipient.variables,
+        }
+        try:
+            response = await self._http.post("/user/whatsapp/send", json=payload)
+        except Exception as exc:  # the outcome table decides: never a crash
+            return _transport_outcome(exc)
+        return outcome_of(response)
+
+    async def senders(self) -> list[dict[str, Any]]:
+        """Every sender of the account, online or not."""
+        return await self._get_data("/user/whatsapp/senders", status="all")
+
+    async def templates(self, sender_id: int) -> list[dict[str, Any]]:
+        """Every template of one sender, whatever its status."""
+        return await self._get_data(f"/user/whatsapp/senders/{sender_id}/templates", status="all")
+
+    async def account(self) -> dict[str, Any]:
+        """The account: name, email, total_balance."""
+        body = await self._get("/user/me")
+        if not isinstance(body, dict):
+            raise ApiError(200, None, "the account answer is not a JSON object")
+        return body
+
+    async def _get_data(self, path: str, **params: str) -> list[dict[str, Any]]:
+        body = await self._get(path, **params)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise ApiError(200, None, f"the answer of {path} has no data list")
+        return [item for item in data if isinstance(item, dict)]
+
+    async def _get(self, path: str, **params: str) -> Any:
+        try:
+            response = await self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise ApiError(None, None, f"{path}: {_describe(exc)}") from None
+        if response.status_code != 200:
+            code, message, _, _ = parse_error_body(response)
+            raise ApiError(response.status_code, code, f"{path}: {message}")
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(200, None, f"{path}: the answer is not JSON") from None
+
+
+def outcome_of(response: httpx.Response) -> SendOutcome:
+    """Read a send's answer, whatever shape it has."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return _success_outcome(response)
+    code, message, fields, raw = parse_error_body(response)
+    return SendOutcome(
+        http_status=status,
+        error_code=code or (outcomes.RATE_LIMITED if status == 429 else None),
+        error_message=message,
+        retry_after=_retry_after(response) if status == 429 else None,
+        raw_body=raw,
+        invalid_fields=fields,
+    )
+
+
+def _success_outcome(response: httpx.Response) -> SendOutcome:
+    body = _json_or_none(response)
+    if not isinstance(body, dict):
+        return SendOutcome(
+            http_status=response.status_code,
+            error_code=outcomes.UNREADABLE_BODY,
+            error_message="the answer to a send was not the documented JSON",
+            raw_body=response.text[:RAW_BODY_LIMIT],
+        )
+    if body.get("success") is False:
+        return SendOutcome(
+            http_status=response.status_code,
+            error_code=str(body.get("error_code") or "UNKNOWN_ERROR"),
+            error_message=str(body.get("error") or body.get("message") or "success: false"),
+        )
+    return SendOutcome(
+        http_status=response.status_code,
+        conversation_id=_int_or_none(body.get("conversation_id")),
+        message_id=_int_or_none(body.get("message_id")),
+        whatsapp_message_id=_int_or_none(body.get("whatsapp_message_id")),
+        message_sid=_str_or_none(body.get("message_sid")),
+        api_status=_str_or_none(body.get("status")),
+    )
+
+
+def parse_error_body(
+    response: httpx.Response,
+) -> tuple[str | None, str, tuple[str, ...], str | None]:
+    """(code, message, invalid fields, raw text) from either known error shape, or any text."""
+    body = _json_or_none(response)
+    if isinstance(body, dict):
+        errors = body.get("errors") if isinstance(body.get("errors"), dict) else {}
+        code = _str_or_none(body.get("error_code"))
+        if code is None and errors:
+            code = outcomes.VALIDATION_ERROR
+        message = _str_or_none(body.get("error")) or _str_or_none(body.get("message"))
+        details = "; ".join(_first_message(v) for v in errors.values())
+        message = ": ".join(part for part in (message, details) if part)
+        return code, message or f"HTTP {response.status_code}", tuple(map(str, errors)), None
+    raw = response.text[:RAW_BODY_LIMIT]
+    return None, f"HTTP {response.status_code} {response.reason_phrase}".strip(), (), raw
+
+
+def _first_message(value: object) -> str:
+    if isinstance(value, list) and value:
+        return str(value[0])
+    return str(value)
+
+
+def _transport_outcome(exc: Exception) -> SendOutcome:
+    code = next(
+        (code for kind, code in TRANSPORT_CODES if isinstance(exc, kind)),
+        outcomes.TRANSPORT_ERROR,
+    )
+    return SendOutcome(http_status=None, error_code=code, error_message=_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)  # the other form: an HTTP date
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,43 @@
+"""Small exception classes; the CLI turns each into one clear line and an exit code."""
+
+from __future__ import annotations
+
+
+class CampaignError(Exception):
+    """Base of every error the CLI shows as one line."""
+
+    exit_code = 1
+
+
+class UsageError(CampaignError):
+    """Bad input or usage: nothing was sent."""
+
+    exit_code = 2
+
+
+class InputError(UsageError):
+    """The recipients file has problems; `problems` lists them by row."""
+
+    def __init__(self, message: str, problems: list | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class PreflightError(UsageError):
+    """The account, sender or template cannot run this campaign: nothing was sent."""
+
+
+class CampaignBusy(CampaignError):
+    """Another run holds this campaign's lease."""
+
+    exit_code = 4
+
+
+class NotFound(UsageError):
+    """No campaign by that name in the store."""
+
+
+class StoreError(CampaignError):
+    """The store cannot be opened or upgraded."""
+
+    exit_code = 2

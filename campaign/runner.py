@@ -1,0 +1,262 @@
+"""One campaign run: open the store, load or resume, dispatch, halt or finish."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+import sqlalchemy as sa
+
+from campaign.client import DEFAULT_BASE_URL, AutocallsClient
+from campaign.dispatcher import Dispatcher, DispatchSettings
+from campaign.errors import CampaignBusy, InputError, NotFound, UsageError
+from campaign.limiter import RateLimiter
+from campaign.loader import LoadResult, load_recipients
+from campaign.model import RowEvent, RowState
+from campaign.store import CampaignInfo, Store, lease_owner_id
+
+LEASE_TTL = 6.0  # seconds a killed run keeps others out, at most (less on the same host)
+LEASE_RENEW = 1.5
+
+
+@dataclass
+class RunSettings:
+    """Everything a run needs besides the file; flags, environment and config fill it."""
+
+    api_key: str = field(repr=False)  # never printed
+    db: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    rate: float = 5.0
+    timeout: float = 30.0
+    max_attempts: int = 5
+    default_region: str | None = None
+    name_fallback: str | None = None
+    skip_invalid: bool = False
+    handle_signals: bool = False  # Ctrl-C and SIGTERM stop cleanly (the CLI turns it on)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    campaign: CampaignInfo
+    counts: dict[str, int]
+    halt_reason: str | None = None
+    stopped: bool = False
+    load: LoadResult | None = None  # set when this run read the file
+
+    @property
+    def exit_code(self) -> int:
+        """0 all sent or skipped, 1 failed or unknown rows, 3 halted, 130 stopped."""
+        if self.halt_reason:
+            return 3
+        if self.stopped:
+            return 130
+        if self.counts[RowState.FAILED] or self.counts[RowState.UNKNOWN]:
+            return 1
+        return 0
+
+
+OnRow = Callable[[RowEvent], None]
+OnStart = Callable[[CampaignInfo, dict[str, int]], None]
+
+
+def fingerprint(path: Path, sender_id: int, template_id: int) -> str:
+    """Identifies a campaign by what it sends: the file's bytes, the sender, the template."""
+    digest = hashlib.sha256(f"{sender_id}|{template_id}|".encode())
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_name(path: Path, print_: str) -> str:
+    return f"{path.stem}-{print_[:10]}"
+
+
+async def run_campaign(
+    path: Path,
+    sender_id: int,
+    template_id: int,
+    settings: RunSettings,
+    *,
+    name: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_start: OnStart | None = None,
+    on_row: OnRow | None = None,
+) -> RunResult:
+    """Start a campaign from a file, or resume it if this file was started before."""
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    store = Store.open(settings.db)
+    try:
+        print_ = fingerprint(path, sender_id, template_id)
+        name = name or default_name(path, print_)
+        campaign = store.find_campaign(name)
+        if campaign is not None and campaign.fingerprint != print_:
+            raise UsageError(
+                f"campaign {name!r} was started from another file, sender or template "
+                f"({campaign.source}, sender {campaign.sender_id}, template "
+                f"{campaign.template_id}); choose another --name"
+            )
+        loaded = None
+        if campaign is None:
+            loaded = _load(path, settings)
+            campaign = _create(store, name, print_, path, sender_id, template_id, loaded)
+        async with _client(settings, transport) as client:
+            result = await _dispatch(store, client, campaign, settings, on_start, on_row)
+        return dataclasses.replace(result, load=loaded)
+    finally:
+        store.close()
+
+
+async def resume_campaign(
+    name: str,
+    settings: RunSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_start: OnStart | None = None,
+    on_row: OnRow | None = None,
+) -> RunResult:
+    """Go on with a stored campaign: its pending rows, no file needed."""
+    store = Store.open(settings.db)
+    try:
+        campaign = find(store, name)
+        async with _client(settings, transport) as client:
+            return await _dispatch(store, client, campaign, settings, on_start, on_row)
+    finally:
+        store.close()
+
+
+def find(store: Store, name: str) -> CampaignInfo:
+    campaign = store.find_campaign(name)
+    if campaign is None:
+        known = ", ".join(c.name for c in store.campaigns()[-5:]) or "none yet"
+        raise NotFound(f"no campaign named {name!r} in this store (recent: {known})")
+    return campaign
+
+
+def _load(path: Path, settings: RunSettings) -> LoadResult:
+    loaded = load_recipients(
+        path, default_region=settings.default_region, name_fallback=settings.name_fallback
+    )
+    if not loaded.ok and not settings.skip_invalid:
+        raise InputError(
+            f"{path} has {len(loaded.invalid) or 'file-level'} invalid rows; nothing was sent. "
+            "Fix them, or pass --skip-invalid to skip them.",
+            loaded.problems,
+        )
+    if not loaded.recipients and not loaded.ok:
+        raise InputError(f"{path} has no row that can be sent; nothing was sent.", loaded.problems)
+    return loaded
+
+
+def _create(
+    store: Store,
+    name: str,
+    print_: str,
+    path: Path,
+    sender_id: int,
+    template_id: int,
+    loaded: LoadResult,
+) -> CampaignInfo:
+    try:
+        return store.create_campaign(
+            name=name,
+            fingerprint=print_,
+            source=str(path),
+            sender_id=sender_id,
+            template_id=template_id,
+            recipients=loaded.recipients,
+            skipped=loaded.skipped + loaded.invalid,
+        )
+    except sa.exc.IntegrityError:
+        # Another run created it between our look and our insert: it is running it.
+        raise CampaignBusy(f"campaign {name!r} is being started by another run") from None
+
+
+def _client(settings: RunSettings, transport: httpx.AsyncBaseTransport | None) -> AutocallsClient:
+    if not settings.api_key:
+        raise UsageError("no API key: set AUTOCALLS_API_KEY or pass --api-key-file")
+    return AutocallsClient(
+        settings.api_key,
+        settings.base_url,
+        timeout=settings.timeout,
+        max_connections=_max_in_flight(settings) + 4,
+        transport=transport,
+    )
+
+
+def _max_in_flight(settings: RunSettings) -> int:
+    # Enough requests in flight that a slow answer does not slow the rate.
+    return max(8, math.ceil(settings.rate * 6))
+
+
+async def _dispatch(
+    store: Store,
+    client: AutocallsClient,
+    campaign: CampaignInfo,
+    settings: RunSettings,
+    on_start: OnStart | None,
+    on_row: OnRow | None,
+) -> RunResult:
+    owner = lease_owner_id()
+    if not store.acquire_lease(campaign.id, owner, LEASE_TTL):
+        raise CampaignBusy(
+            f"campaign {campaign.name!r} is being sent by another run; "
+            "try again when it has finished"
+        )
+    try:
+        store.mark_interrupted(campaign.id)
+        store.set_status(campaign.id, "running")
+        if on_start:
+            on_start(campaign, store.counts(campaign.id))
+        dispatcher = Dispatcher(
+            store,
+            client,
+            campaign,
+            RateLimiter(settings.rate),
+            DispatchSettings(
+                max_in_flight=_max_in_flight(settings), max_attempts=settings.max_attempts
+            ),
+            on_row,
+        )
+        async with anyio.create_task_group() as background:
+            background.start_soon(_keep_lease, store, campaign.id, owner, dispatcher)
+            if settings.handle_signals:
+                background.start_soon(_stop_on_signal, dispatcher)
+            result = await dispatcher.run()
+            background.cancel_scope.cancel()
+        status = "halted" if result.halt_reason else "stopped" if result.stopped else "finished"
+        store.set_status(campaign.id, status, result.halt_reason)
+    finally:
+        store.release_lease(campaign.id, owner)
+    return RunResult(
+        campaign=store.find_campaign(campaign.name) or campaign,
+        counts=store.counts(campaign.id),
+        halt_reason=result.halt_reason,
+        stopped=result.stopped,
+    )
+
+
+async def _keep_lease(store: Store, campaign_id: int, owner: str, dispatcher: Dispatcher) -> None:
+    """Renew the lease; if another run took it (we stalled too long), stop sending at once."""
+    while True:
+        await anyio.sleep(LEASE_RENEW)
+        kept = await anyio.to_thread.run_sync(store.renew_lease, campaign_id, owner, LEASE_TTL)
+        if not kept:
+            dispatcher.stop()
+            return
+
+
+async def _stop_on_signal(dispatcher: Dispatcher) -> None:
+    """First Ctrl-C or SIGTERM: finish what is in flight, leave the rest pending."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            dispatcher.stop()
+            return

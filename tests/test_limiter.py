@@ -1,0 +1,82 @@
+"""The rate limiter: at most `rate` requests in any rolling second."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from campaign.limiter import RateLimiter
+
+pytestmark = pytest.mark.anyio
+
+
+def most_in_one_second(times: list[float]) -> int:
+    """The largest number of times falling in one half-open window of one second."""
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def turns(limiter: RateLimiter, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        await limiter.wait_turn()
+        times.append(anyio.current_time())
+    return times
+
+
+async def test_never_more_than_rate_in_any_second():
+    """Even from idle, no window of one second holds more than `rate` turns."""
+    times = await turns(RateLimiter(40), 70)
+    assert most_in_one_second(times) <= 40
+
+
+async def test_no_burst_after_idle():
+    """After an idle spell the limiter does not release a burst (unlike AsyncLimiter(5, 1))."""
+    limiter = RateLimiter(20)
+    await turns(limiter, 3)
+    await anyio.sleep(0.3)
+    times = await turns(limiter, 4)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= limiter.interval * 0.999
+
+
+async def test_concurrent_callers_share_the_limit():
+    """Many tasks waiting at once still leave one interval apart."""
+    limiter = RateLimiter(50)
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.wait_turn()
+        times.append(anyio.current_time())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(60):
+            tg.start_soon(one)
+    assert most_in_one_second(sorted(times)) <= 50
+
+
+async def test_pause_holds_every_turn():
+    """A pause (a 429's Retry-After) holds the next turn until it ends."""
+    limiter = RateLimiter(100)
+    await limiter.wait_turn()
+    start = anyio.current_time()
+    limiter.pause(0.3)
+    await limiter.wait_turn()
+    assert anyio.current_time() - start >= 0.3
+
+
+async def test_margin_keeps_throughput_close_to_the_rate():
+    """The safety margin costs about one percent of the rate, no more."""
+    limiter = RateLimiter(10)
+    times = await turns(limiter, 11)
+    assert 10 / (times[-1] - times[0]) >= 10 * 0.97
+
+
+def test_rejects_a_rate_of_zero():
+    """A rate must be positive."""
+    with pytest.raises(ValueError):
+        RateLimiter(0)

@@ -1,0 +1,175 @@
+"""The store: schema by migration, row states, leases, and what reports read."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+from campaign import outcomes
+from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
+from campaign.store import Store
+
+
+def new_campaign(store: Store, n: int = 3, name: str = "c"):
+    recipients = [Recipient(i + 2, f"+1415555{i:04d}", f"R{i}", {"1": "x"}) for i in range(n)]
+    return store.create_campaign(
+        name=name,
+        fingerprint="f" * 64,
+        source="list.csv",
+        sender_id=12,
+        template_id=45,
+        recipients=recipients,
+        skipped=[SkippedRow(n + 2, "+14155550000", "Dup", "duplicate of row 2")],
+    )
+
+
+def test_open_creates_the_schema_by_migration(db_path):
+    """Opening a new store runs the migrations to the newest revision."""
+    Store.open(db_path).close()
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0001"
+        tables = set(sa.inspect(conn).get_table_names())
+    assert {"campaigns", "rows", "attempts"} <= tables
+
+
+def test_reopening_is_harmless(db_path):
+    """A second open finds the schema current and keeps the data."""
+    store = Store.open(db_path)
+    new_campaign(store)
+    store.close()
+    assert Store.open(db_path).find_campaign("c") is not None
+
+
+def test_new_store_file_is_private(db_path):
+    """A new SQLite store is readable and writable by its owner only."""
+    Store.open(db_path).close()
+    assert stat.S_IMODE(os.stat(db_path).st_mode) == 0o600
+
+
+def test_wal_mode(db_path):
+    """SQLite stores use write-ahead logging."""
+    store = Store.open(db_path)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_rows_keep_spreadsheet_order_and_skips(db_path):
+    """Recipients and skipped rows are stored together in row order with their states."""
+    store = Store.open(db_path)
+    campaign = new_campaign(store)
+    states = [(r.row, r.state) for r in store.report_rows(campaign.id)]
+    assert states == [(2, "pending"), (3, "pending"), (4, "pending"), (5, "skipped")]
+    assert store.counts(campaign.id)["skipped"] == 1
+
+
+def test_sending_then_sent_is_logged(db_path):
+    """A row goes pending -> sending -> sent, and the attempt log has a line."""
+    store = Store.open(db_path)
+    campaign = new_campaign(store)
+    row = store.due_rows(campaign.id, 1)[0]
+    assert store.mark_sending(row.id) == 1
+    assert store.counts(campaign.id)["sending"] == 1
+    outcome = SendOutcome(200, conversation_id=7, message_sid="SM1", api_status="queued")
+    store.record(campaign.id, row.id, 1, outcome, Fate.SENT, state=RowState.SENT)
+    line = next(r for r in store.report_rows(campaign.id) if r.id == row.id)
+    assert (line.state, line.conversation_id, line.message_sid) == ("sent", 7, "SM1")
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM attempts")) == 1
+
+
+def test_rows_left_sending_become_unknown(db_path):
+    """A row found `sending` (its run died mid-request) is marked unknown, never pending."""
+    store = Store.open(db_path)
+    campaign = new_campaign(store)
+    row = store.due_rows(campaign.id, 1)[0]
+    store.mark_sending(row.id)
+    assert store.mark_interrupted(campaign.id) == 1
+    line = next(r for r in store.report_rows(campaign.id) if r.id == row.id)
+    assert (line.state, line.error_code) == ("unknown", outcomes.INTERRUPTED)
+
+
+def test_retry_waits_until_due(db_path):
+    """A row put back with a retry time is not due before it."""
+    import time
+
+    store = Store.open(db_path)
+    campaign = new_campaign(store, n=1)
+    row = store.due_rows(campaign.id, 1)[0]
+    store.mark_sending(row.id)
+    outcome = SendOutcome(429, error_code=outcomes.RATE_LIMITED)
+    later = time.time() + 60
+    store.record(
+        campaign.id, row.id, 1, outcome, Fate.RETRY, state=RowState.PENDING, retry_at=later
+    )
+    assert store.due_rows(campaign.id, 10) == []
+    assert store.next_retry_at(campaign.id) == later
+
+
+def test_one_lease_at_a_time(db_path):
+    """While a run holds the lease no other run can take it; released, it can."""
+    store = Store.open(db_path)
+    campaign = new_campaign(store)
+    assert store.acquire_lease(campaign.id, "host:1:a", ttl=30)
+    assert not store.acquire_lease(campaign.id, "host:2:b", ttl=30)
+    store.release_lease(campaign.id, "host:1:a")
+    assert store.acquire_lease(campaign.id, "host:2:b", ttl=30)
+
+
+def test_expired_lease_can_be_taken(db_path):
+    """A lease nobody renewed expires."""
+    store = Store.open(db_path)
+    campaign = new_campaign(store)
+    assert store.acquire_lease(campaign.id, "elsewhere:1:a", ttl=-1)
+    assert store.acquire_lease(campaign.id, "elsewhere:2:b", ttl=30)
+    assert not store.renew_lease(campaign.id, "elsewhere:1:a", ttl=30)
+
+
+def test_lease_of_a_dead_local_process_is_free_at_once(db_path):
+    """A lease whose holder on this host no longer exists does not wait for expiry."""
+    import socket
+
+    store = Store.open(db_path)
+    campaign = new_campaign(store)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    owner = f"{socket.gethostname()}:{dead.stdout.strip()}:x"
+    assert store.acquire_lease(campaign.id, owner, ttl=300)
+    assert store.acquire_lease(campaign.id, f"{socket.gethostname()}:{os.getpid()}:y", ttl=30)
+
+
+def test_requeue_failed_by_code(db_path):
+    """Failed rows of one code go back to pending; others stay."""
+    store = Store.open(db_path)
+    campaign = new_campaign(store)
+    for row, code in zip(store.due_rows(campaign.id, 3), ["A", "B", "A"], strict=True):
+        store.mark_sending(row.id)
+        store.record(
+            campaign.id,
+            row.id,
+            1,
+            SendOutcome(422, error_code=code),
+            Fate.FAILED,
+            state=RowState.FAILED,
+        )
+    assert store.requeue(campaign.id, [RowState.FAILED], code="A") == 2
+    assert store.counts(campaign.id)["pending"] == 2
+
+
+def test_url_password_is_not_shown(tmp_path):
+    """An error opening a database URL does not print its password."""
+    import pytest
+
+    from campaign.errors import StoreError
+
+    with pytest.raises(StoreError) as caught:
+        Store.open("postgresql+psycopg://user:s3cret@127.0.0.1:1/none?connect_timeout=2")
+    assert "s3cret" not in str(caught.value)
