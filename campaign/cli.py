@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -121,6 +122,12 @@ def run(
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip invalid rows (recorded as skipped) instead of refusing.")
     ] = False,
+    block_red: Annotated[
+        bool, typer.Option(help="Refuse a sender whose quality rating is RED.")
+    ] = False,
+    allow_partial: Annotated[
+        bool, typer.Option(help="Start even if the sender's 24-hour tier is too small.")
+    ] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
 ) -> None:
@@ -142,6 +149,8 @@ def run(
         default_region=default_region,
         name_fallback=name_fallback,
         skip_invalid=skip_invalid,
+        block_red=block_red,
+        allow_partial=allow_partial,
         handle_signals=True,
     )
     view = display.ProgressView(err, quiet=quiet)
@@ -156,6 +165,7 @@ def run(
                 name=name,
                 on_start=view.start,
                 on_row=view.row,
+                on_notice=view.notice,
             )
         )
     finally:
@@ -189,7 +199,12 @@ def resume(
     try:
         result = anyio.run(
             functools.partial(
-                runner.resume_campaign, name, settings, on_start=view.start, on_row=view.row
+                runner.resume_campaign,
+                name,
+                settings,
+                on_start=view.start,
+                on_row=view.row,
+                on_notice=view.notice,
             )
         )
     finally:
@@ -247,9 +262,13 @@ def campaign_status(store: Store, campaign: Any) -> dict[str, Any]:
 
 
 def render_status(state: dict[str, Any]) -> None:
-    out.print(display.counts_table(f"campaign {state['name']} ({state['status']})", state["counts"]))
+    out.print(
+        display.counts_table(f"campaign {state['name']} ({state['status']})", state["counts"])
+    )
     if state["errors"]:
-        out.print(display.error_table((e["state"], e["error_code"], e["rows"]) for e in state["errors"]))
+        out.print(
+            display.error_table((e["state"], e["error_code"], e["rows"]) for e in state["errors"])
+        )
     if state["halt_reason"]:
         out.print(f"[red]halted:[/] {state['halt_reason']}", highlight=False)
     if state["active"]:
@@ -302,9 +321,7 @@ def sandbox(
     from campaign import sandbox as fake
 
     low, _, high = latency.partition("-")
-    fake_api = fake.Sandbox(
-        rate=rate, latency=(float(low), float(high or low)), balance=balance
-    )
+    fake_api = fake.Sandbox(rate=rate, latency=(float(low), float(high or low)), balance=balance)
     err.print(f"sandbox on http://127.0.0.1:{port} (API key: {fake.DEFAULT_KEY})")
     fake.serve(fake_api, host="127.0.0.1", port=port)
 
@@ -321,7 +338,7 @@ def demo(
 
     from campaign import sandbox as fake
 
-    sample = Path(__file__).resolve().parent / "samples" / "recipients.csv"
+    sample = Path(str(resources.files("campaign.samples") / "recipients.csv"))
     fake_api = fake.Sandbox(latency=(0.05, 0.4))
     with tempfile.TemporaryDirectory() as tmp:
         settings = RunSettings(
@@ -343,6 +360,7 @@ def demo(
                     transport=httpx.ASGITransport(app=fake_api.app),
                     on_start=view.start,
                     on_row=view.row,
+                    on_notice=view.notice,
                 )
             )
         finally:

@@ -1,5 +1,6 @@
 """The autocalls API over httpx: requests in, `SendOutcome` out.
 
+Every request takes a turn from the limiter first, so none can bypass the rate.
 A send never raises: whatever happens on the wire becomes a `SendOutcome` whose fate
 `outcomes.fate_of` decides. The API key lives only in the client's headers; no message
 built here contains it.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -17,6 +19,7 @@ import httpx
 
 from campaign import outcomes
 from campaign.errors import UsageError
+from campaign.limiter import RateLimiter
 from campaign.model import Recipient, SendOutcome
 
 DEFAULT_BASE_URL = "https://app.autocalls.ai"
@@ -76,9 +79,11 @@ class AutocallsClient:
         *,
         timeout: float = 30.0,
         max_connections: int = 32,
+        limiter: RateLimiter | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         root = check_base_url(base_url)
+        self.limiter = limiter
         self._http = httpx.AsyncClient(
             base_url=f"{root}/api",
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
@@ -95,9 +100,17 @@ class AutocallsClient:
         await self._http.aclose()
 
     async def send_template(
-        self, sender_id: int, template_id: int, recipient: Recipient
+        self,
+        sender_id: int,
+        template_id: int,
+        recipient: Recipient,
+        on_turn: Callable[[], object] = lambda: None,
     ) -> SendOutcome:
-        """Send one template message; every failure becomes an outcome, never an exception."""
+        """Send one template message; every failure becomes an outcome, never an exception.
+
+        `on_turn` is called once the limiter has given this request its turn, just
+        before it leaves.
+        """
         payload = {
             "sender_id": sender_id,
             "template_id": template_id,
@@ -105,6 +118,8 @@ class AutocallsClient:
             "recipient_name": recipient.name,
             "variables": recipient.variables,
         }
+        await self._take_turn()
+        on_turn()
         try:
             response = await self._http.post("/user/whatsapp/send", json=payload)
         except Exception as exc:  # the outcome table decides: never a crash
@@ -133,7 +148,13 @@ class AutocallsClient:
             raise ApiError(200, None, f"the answer of {path} has no data list")
         return [item for item in data if isinstance(item, dict)]
 
+    async def _take_turn(self) -> None:
+        """Every request, of any kind, counts against the account's rate."""
+        if self.limiter is not None:
+            await self.limiter.wait_turn()
+
     async def _get(self, path: str, **params: str) -> Any:
+        await self._take_turn()
         try:
             response = await self._http.get(path, params=params)
         except httpx.HTTPError as exc:

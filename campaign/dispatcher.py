@@ -3,9 +3,9 @@
 One loop takes rows in spreadsheet order and launches each send as its own task, so
 that many requests can be in flight while they leave no faster than the limiter allows.
 For every row, in this order: wait out any 429 pause, commit `sending`, take a turn
-from the limiter, send, record. A row is marked `sending` only a turn before it
-leaves, so a crash leaves at most the requests in flight (and one about to leave)
-to be marked `unknown`.
+from the limiter (inside the client), send, record. The loop marks the next row only
+once this one has its turn, so a crash leaves just the requests in flight, and at most
+one about to leave, to be marked `unknown`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from functools import partial
 from typing import Any
 
 import anyio
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
 
 from campaign.client import AutocallsClient
 from campaign.limiter import RateLimiter
@@ -68,7 +70,7 @@ class Dispatcher:
         self.store = store
         self.client = client
         self.campaign = campaign
-        self.limiter = limiter
+        self.limiter = limiter  # the client's: we only read its pauses and set them
         self.settings = settings
         self.on_row = on_row or (lambda event: None)
         self.result = DispatchResult()
@@ -103,8 +105,9 @@ class Dispatcher:
                     self._finished()
                     break
                 attempt = await self._db(self.store.mark_sending, row.id)
-                await self.limiter.wait_turn()
-                tasks.start_soon(self._send, row, attempt)
+                # Returns once the request has its turn: the next row is not marked
+                # `sending` while this one still waits.
+                await tasks.start(self._send, row, attempt)
         return self.result
 
     async def _next_row(self) -> RowToSend | None:
@@ -124,10 +127,15 @@ class Dispatcher:
             self._changed = anyio.Event()
         return None
 
-    async def _send(self, row: RowToSend, attempt: int) -> None:
+    async def _send(
+        self, row: RowToSend, attempt: int, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED
+    ) -> None:
         try:
             outcome = await self.client.send_template(
-                self.campaign.sender_id, self.campaign.template_id, row.recipient
+                self.campaign.sender_id,
+                self.campaign.template_id,
+                row.recipient,
+                on_turn=task_status.started,
             )
             await self._record(row, attempt, outcome)
         finally:

@@ -57,6 +57,10 @@ class ProgressView:
             )
             self._bar.start()
 
+    def notice(self, text: str) -> None:
+        if not self.quiet or text.startswith("warning"):
+            self.console.print(text, highlight=False)
+
     def row(self, event: RowEvent) -> None:
         if event.state in FINAL:
             self.counts[event.state] += 1

@@ -20,6 +20,7 @@ from campaign.errors import CampaignBusy, InputError, NotFound, UsageError
 from campaign.limiter import RateLimiter
 from campaign.loader import LoadResult, load_recipients
 from campaign.model import RowEvent, RowState
+from campaign.preflight import Preflight, check_account, check_tier
 from campaign.store import CampaignInfo, Store, lease_owner_id
 
 LEASE_TTL = 6.0  # seconds a killed run keeps others out, at most (less on the same host)
@@ -39,6 +40,8 @@ class RunSettings:
     default_region: str | None = None
     name_fallback: str | None = None
     skip_invalid: bool = False
+    block_red: bool = False  # refuse a sender whose quality rating is RED
+    allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
     handle_signals: bool = False  # Ctrl-C and SIGTERM stop cleanly (the CLI turns it on)
 
 
@@ -64,6 +67,7 @@ class RunResult:
 
 OnRow = Callable[[RowEvent], None]
 OnStart = Callable[[CampaignInfo, dict[str, int]], None]
+OnNotice = Callable[[str], None]
 
 
 def fingerprint(path: Path, sender_id: int, template_id: int) -> str:
@@ -89,10 +93,12 @@ async def run_campaign(
     transport: httpx.AsyncBaseTransport | None = None,
     on_start: OnStart | None = None,
     on_row: OnRow | None = None,
+    on_notice: OnNotice | None = None,
 ) -> RunResult:
     """Start a campaign from a file, or resume it if this file was started before."""
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
+    notice = on_notice or (lambda text: None)
     store = Store.open(settings.db)
     try:
         print_ = fingerprint(path, sender_id, template_id)
@@ -104,12 +110,14 @@ async def run_campaign(
                 f"({campaign.source}, sender {campaign.sender_id}, template "
                 f"{campaign.template_id}); choose another --name"
             )
-        loaded = None
-        if campaign is None:
-            loaded = _load(path, settings)
-            campaign = _create(store, name, print_, path, sender_id, template_id, loaded)
-        async with _client(settings, transport) as client:
-            result = await _dispatch(store, client, campaign, settings, on_start, on_row)
+        limiter = RateLimiter(settings.rate)
+        async with _client(settings, transport, limiter) as client:
+            preflight = await _preflight(client, sender_id, template_id, settings, notice)
+            loaded = None
+            if campaign is None:  # a resume does not read the file again
+                loaded = _load(path, settings, preflight, notice)
+                campaign = _create(store, name, print_, path, sender_id, template_id, loaded)
+            result = await _dispatch(store, client, limiter, campaign, settings, on_start, on_row)
         return dataclasses.replace(result, load=loaded)
     finally:
         store.close()
@@ -122,13 +130,17 @@ async def resume_campaign(
     transport: httpx.AsyncBaseTransport | None = None,
     on_start: OnStart | None = None,
     on_row: OnRow | None = None,
+    on_notice: OnNotice | None = None,
 ) -> RunResult:
     """Go on with a stored campaign: its pending rows, no file needed."""
+    notice = on_notice or (lambda text: None)
     store = Store.open(settings.db)
     try:
         campaign = find(store, name)
-        async with _client(settings, transport) as client:
-            return await _dispatch(store, client, campaign, settings, on_start, on_row)
+        limiter = RateLimiter(settings.rate)
+        async with _client(settings, transport, limiter) as client:
+            await _preflight(client, campaign.sender_id, campaign.template_id, settings, notice)
+            return await _dispatch(store, client, limiter, campaign, settings, on_start, on_row)
     finally:
         store.close()
 
@@ -141,19 +153,49 @@ def find(store: Store, name: str) -> CampaignInfo:
     return campaign
 
 
-def _load(path: Path, settings: RunSettings) -> LoadResult:
+async def _preflight(
+    client: AutocallsClient,
+    sender_id: int,
+    template_id: int,
+    settings: RunSettings,
+    notice: OnNotice,
+) -> Preflight:
+    preflight = await check_account(client, sender_id, template_id, block_red=settings.block_red)
+    for warning in preflight.warnings:
+        notice(f"warning: {warning}")
+    if preflight.balance is not None:
+        notice(f"account balance: {preflight.balance:.2f} USD")
+    return preflight
+
+
+def _load(path: Path, settings: RunSettings, preflight: Preflight, notice: OnNotice) -> LoadResult:
     loaded = load_recipients(
-        path, default_region=settings.default_region, name_fallback=settings.name_fallback
+        path,
+        variables=preflight.variables,
+        body_text=preflight.body_text,
+        default_region=settings.default_region,
+        name_fallback=settings.name_fallback,
     )
+    for text in loaded.notices:
+        notice(text)
     if not loaded.ok and not settings.skip_invalid:
         raise InputError(
-            f"{path} has {len(loaded.invalid) or 'file-level'} invalid rows; nothing was sent. "
-            "Fix them, or pass --skip-invalid to skip them.",
+            f"{path} has {_invalid_text(loaded)}; nothing was sent. "
+            "Fix them, or pass --skip-invalid to skip the invalid rows.",
             loaded.problems,
         )
-    if not loaded.recipients and not loaded.ok:
+    if not loaded.recipients:
         raise InputError(f"{path} has no row that can be sent; nothing was sent.", loaded.problems)
+    tier = check_tier(preflight, len(loaded.recipients), allow_partial=settings.allow_partial)
+    if tier:
+        notice(f"warning: {tier}")
     return loaded
+
+
+def _invalid_text(loaded: LoadResult) -> str:
+    if loaded.invalid:
+        return f"{len(loaded.invalid)} invalid rows"
+    return "problems that concern the whole file"
 
 
 def _create(
@@ -180,7 +222,9 @@ def _create(
         raise CampaignBusy(f"campaign {name!r} is being started by another run") from None
 
 
-def _client(settings: RunSettings, transport: httpx.AsyncBaseTransport | None) -> AutocallsClient:
+def _client(
+    settings: RunSettings, transport: httpx.AsyncBaseTransport | None, limiter: RateLimiter
+) -> AutocallsClient:
     if not settings.api_key:
         raise UsageError("no API key: set AUTOCALLS_API_KEY or pass --api-key-file")
     return AutocallsClient(
@@ -188,6 +232,7 @@ def _client(settings: RunSettings, transport: httpx.AsyncBaseTransport | None) -
         settings.base_url,
         timeout=settings.timeout,
         max_connections=_max_in_flight(settings) + 4,
+        limiter=limiter,
         transport=transport,
     )
 
@@ -200,6 +245,7 @@ def _max_in_flight(settings: RunSettings) -> int:
 async def _dispatch(
     store: Store,
     client: AutocallsClient,
+    limiter: RateLimiter,
     campaign: CampaignInfo,
     settings: RunSettings,
     on_start: OnStart | None,
@@ -220,7 +266,7 @@ async def _dispatch(
             store,
             client,
             campaign,
-            RateLimiter(settings.rate),
+            limiter,
             DispatchSettings(
                 max_in_flight=_max_in_flight(settings), max_attempts=settings.max_attempts
             ),

@@ -1,0 +1,5 @@
+"""`python -m campaign` is the `campaign` command."""
+
+from campaign.cli import main
+
+main()

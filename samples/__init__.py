@@ -1,0 +1,1 @@
+"""Sample inputs: the demo campaign and a commented config file."""

@@ -1,0 +1,165 @@
+"""The API client: every answer, however odd, becomes a SendOutcome."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from campaign import outcomes
+from campaign.client import ApiError, AutocallsClient, check_base_url
+from campaign.errors import UsageError
+from campaign.model import Recipient
+
+pytestmark = pytest.mark.anyio
+KEY = "1|s3cret-key"
+ALICE = Recipient(2, "+14155550100", "Alice", {"1": "Alice"})
+
+
+class CannedApi:
+    """A plain ASGI app that answers every request with one canned response."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None):
+        self.status, self.body, self.headers = status, body, headers or {}
+        self.requests: list[dict] = []
+
+    async def __call__(self, scope, receive, send):
+        message = await receive()
+        self.requests.append(
+            {
+                "path": scope["path"],
+                "headers": dict(scope["headers"]),
+                "body": message.get("body", b""),
+            }
+        )
+        headers = [(k.encode(), v.encode()) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+async def send_with(app) -> outcomes.SendOutcome:
+    client = AutocallsClient(KEY, "http://127.0.0.1", transport=httpx.ASGITransport(app=app))
+    async with client:
+        return await client.send_template(12, 45, ALICE)
+
+
+async def test_success_body_is_read():
+    """A 200 gives the ids and status of the documented body."""
+    body = (
+        b'{"success": true, "conversation_id": 1234, "message_id": 567,'
+        b' "whatsapp_message_id": 890, "message_sid": "SMabc", "status": "queued"}'
+    )
+    app = CannedApi(200, body)
+    outcome = await send_with(app)
+    assert (outcome.http_status, outcome.conversation_id, outcome.message_id) == (200, 1234, 567)
+    assert (outcome.whatsapp_message_id, outcome.message_sid, outcome.api_status) == (
+        890,
+        "SMabc",
+        "queued",
+    )
+    assert outcome.error_code is None
+    request = app.requests[0]
+    assert request["path"] == "/api/user/whatsapp/send"
+    assert request["headers"][b"authorization"] == f"Bearer {KEY}".encode()
+
+
+async def test_error_code_shape():
+    """`{"success": false, "error": ..., "error_code": ...}` gives the code and message."""
+    body = b'{"success": false, "error": "Phone is invalid", "error_code": "INVALID_PHONE"}'
+    outcome = await send_with(CannedApi(422, body))
+    assert (outcome.error_code, outcome.error_message) == ("INVALID_PHONE", "Phone is invalid")
+
+
+async def test_laravel_validation_shape():
+    """`{"message": ..., "errors": {field: [...]}}` gives the fields and their messages."""
+    body = (
+        b'{"message": "The given data was invalid.",'
+        b' "errors": {"recipient_name": ["The recipient name may not be greater than 255."]}}'
+    )
+    outcome = await send_with(CannedApi(422, body))
+    assert outcome.error_code == outcomes.VALIDATION_ERROR
+    assert outcome.invalid_fields == ("recipient_name",)
+    assert "may not be greater than 255" in outcome.error_message
+
+
+@pytest.mark.parametrize("body", [b"<html><h1>Bad Gateway</h1></html>", b"", b"\xff\xfe\x00junk"])
+async def test_any_other_error_body_is_kept_raw(body):
+    """HTML, empty or binary error bodies are survived and kept for the record."""
+    outcome = await send_with(CannedApi(502, body))
+    assert outcome.http_status == 502
+    assert outcome.error_code is None
+    assert outcome.error_message.startswith("HTTP 502")
+    assert outcome.raw_body is not None
+
+
+async def test_unreadable_success_body():
+    """A 200 whose body is not the documented JSON is its own code (an unknown fate)."""
+    outcome = await send_with(CannedApi(200, b"<html>ok</html>"))
+    assert outcome.error_code == outcomes.UNREADABLE_BODY
+    assert outcome.raw_body == "<html>ok</html>"
+
+
+async def test_success_false_in_a_200():
+    """A 200 saying success: false is not a send."""
+    outcome = await send_with(CannedApi(200, b'{"success": false, "error_code": "INVALID_PHONE"}'))
+    assert outcome.error_code == "INVALID_PHONE"
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("3", 3.0), ("0.5", 0.5), ("soon", None)])
+async def test_retry_after(header, seconds):
+    """A 429's Retry-After is read in seconds; an unreadable one is ignored."""
+    app = CannedApi(429, b'{"message": "Too Many Attempts."}', {"Retry-After": header})
+    outcome = await send_with(app)
+    assert outcome.error_code == outcomes.RATE_LIMITED
+    assert outcome.retry_after == seconds
+
+
+async def test_connection_refused_is_a_connect_error():
+    """Nothing listening: a connect error, which the table retries."""
+    async with AutocallsClient(KEY, "http://127.0.0.1:9", timeout=2) as client:
+        outcome = await client.send_template(12, 45, ALICE)
+    assert outcome.http_status is None
+    assert outcome.error_code == outcomes.CONNECT_ERROR
+    assert KEY not in (outcome.error_message or "")
+
+
+async def test_app_exception_is_a_transport_error():
+    """Anything else that goes wrong mid-request is recorded, not raised."""
+
+    async def broken(scope, receive, send):
+        raise RuntimeError("boom")
+
+    outcome = await send_with(broken)
+    assert outcome.error_code == outcomes.TRANSPORT_ERROR
+
+
+async def test_get_errors_raise_api_error():
+    """Senders, templates and account calls raise ApiError with status and code."""
+    app = CannedApi(401, b'{"message": "Unauthenticated."}')
+    client = AutocallsClient(KEY, "http://127.0.0.1", transport=httpx.ASGITransport(app=app))
+    async with client:
+        with pytest.raises(ApiError) as caught:
+            await client.senders()
+    assert caught.value.status == 401
+    assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["http://example.com", "http://10.0.0.5:8000", "ftp://x"])
+def test_plain_http_is_refused_off_loopback(url):
+    """The key never travels unencrypted: plain http only to loopback."""
+    with pytest.raises(UsageError):
+        check_base_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "root"),
+    [
+        ("https://app.autocalls.ai", "https://app.autocalls.ai"),
+        ("https://app.autocalls.ai/api/", "https://app.autocalls.ai"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("http://localhost:8000", "http://localhost:8000"),
+        ("http://[::1]:8000", "http://[::1]:8000"),
+    ],
+)
+def test_accepted_base_urls(url, root):
+    """https anywhere, http on loopback; a trailing /api is tolerated."""
+    assert check_base_url(url) == root
