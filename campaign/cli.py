@@ -19,6 +19,7 @@ from rich.console import Console
 from campaign import display, report, runner
 from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, UsageError
+from campaign.model import RowState
 from campaign.runner import RunResult, RunSettings
 from campaign.store import Store
 
@@ -210,6 +211,78 @@ def resume(
     finally:
         view.close()
     finish(result)
+
+
+@app.command()
+@friendly
+def retry(
+    name: Annotated[str, typer.Argument(help="The campaign's name.")],
+    failed: Annotated[bool, typer.Option("--failed", help="Send the failed rows again.")] = False,
+    code: Annotated[
+        str | None, typer.Option(help="With --failed: only rows failed with this code.")
+    ] = None,
+    unknown: Annotated[
+        bool, typer.Option("--unknown", help="Send the unknown rows again (risk: twice).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before --unknown.")] = False,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+    rate: RateOption = 5.0,
+    timeout: TimeoutOption = 30.0,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = 0,
+) -> None:
+    """Put failed (or unknown) rows back to pending and send them.
+
+    Unknown rows may already have reached their recipient: sending them again may give
+    those people a second message. They are only retried on this explicit request.
+    """
+    setup_logging(verbose)
+    if failed == unknown:
+        raise UsageError("say which rows to retry: --failed or --unknown")
+    if code and not failed:
+        raise UsageError("--code goes with --failed")
+    if unknown:
+        confirm_unknown(yes)
+    states = (RowState.FAILED,) if failed else (RowState.UNKNOWN,)
+    settings = RunSettings(
+        api_key=read_api_key(api_key_file),
+        db=db,
+        base_url=base_url,
+        rate=rate,
+        timeout=timeout,
+        handle_signals=True,
+    )
+    view = display.ProgressView(err, quiet=quiet)
+    try:
+        result = anyio.run(
+            functools.partial(
+                runner.resume_campaign,
+                name,
+                settings,
+                retry=runner.Retry(states, code),
+                on_start=view.start,
+                on_row=view.row,
+                on_notice=view.notice,
+            )
+        )
+    finally:
+        view.close()
+    finish(result)
+
+
+def confirm_unknown(yes: bool) -> None:
+    err.print(
+        "[yellow]warning:[/] unknown rows may already have been delivered; "
+        "retrying them may send those recipients a second message."
+    )
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("retrying unknown rows needs --yes when there is no terminal to ask")
+    if not typer.confirm("Send them again?", err=True):
+        raise typer.Exit(1)
 
 
 def finish(result: RunResult) -> None:

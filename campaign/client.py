@@ -19,11 +19,12 @@ import httpx
 
 from campaign import outcomes
 from campaign.errors import UsageError
-from campaign.limiter import RateLimiter
+from campaign.limiter import Limiter
 from campaign.model import Recipient, SendOutcome
 
 DEFAULT_BASE_URL = "https://app.autocalls.ai"
 RAW_BODY_LIMIT = 2000  # characters of an unexpected body kept for the record
+GET_ATTEMPTS = 5  # tries of a read that met a 429 or 503
 
 # Transport errors, most specific first: which of ours each one is.
 TRANSPORT_CODES: list[tuple[type[Exception], str]] = [
@@ -79,7 +80,7 @@ class AutocallsClient:
         *,
         timeout: float = 30.0,
         max_connections: int = 32,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         root = check_base_url(base_url)
@@ -154,11 +155,17 @@ class AutocallsClient:
             await self.limiter.wait_turn()
 
     async def _get(self, path: str, **params: str) -> Any:
-        await self._take_turn()
-        try:
-            response = await self._http.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise ApiError(None, None, f"{path}: {_describe(exc)}") from None
+        """A read; safe to repeat, so a 429 or 503 is waited out and tried again."""
+        for _ in range(GET_ATTEMPTS):
+            await self._take_turn()
+            try:
+                response = await self._http.get(path, params=params)
+            except httpx.HTTPError as exc:
+                raise ApiError(None, None, f"{path}: {_describe(exc)}") from None
+            if response.status_code not in (429, 503):
+                break
+            if self.limiter is not None:
+                await self.limiter.pause(_retry_after(response) or 1.0)
         if response.status_code != 200:
             code, message, _, _ = parse_error_body(response)
             raise ApiError(response.status_code, code, f"{path}: {message}")

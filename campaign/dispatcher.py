@@ -23,7 +23,7 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from campaign.client import AutocallsClient
-from campaign.limiter import RateLimiter
+from campaign.limiter import Limiter
 from campaign.model import Fate, RowEvent, RowState, SendOutcome
 from campaign.outcomes import fate_of
 from campaign.store import CampaignInfo, RowToSend, Store
@@ -63,7 +63,7 @@ class Dispatcher:
         store: Store,
         client: AutocallsClient,
         campaign: CampaignInfo,
-        limiter: RateLimiter,
+        limiter: Limiter,
         settings: DispatchSettings = DispatchSettings(),
         on_row: Callable[[RowEvent], None] | None = None,
     ) -> None:
@@ -154,7 +154,7 @@ class Dispatcher:
             if attempt >= self.settings.max_attempts:
                 state = RowState.FAILED  # with the last reason it was refused for
             else:
-                retry_at = time.time() + self._retry_delay(attempt, outcome)
+                retry_at = time.time() + await self._retry_delay(attempt, outcome)
         await self._db(
             partial(self.store.record, state=state, retry_at=retry_at),
             self.campaign.id,
@@ -169,11 +169,11 @@ class Dispatcher:
         self._watch_streak(fate, outcome)
         self.on_row(RowEvent(row.recipient.row, state, outcome.error_code))
 
-    def _retry_delay(self, attempt: int, outcome: SendOutcome) -> float:
+    async def _retry_delay(self, attempt: int, outcome: SendOutcome) -> float:
         """Retry-After when the server gave one (and pause everyone), else backoff with jitter."""
         if outcome.http_status == 429:
             wait = outcome.retry_after if outcome.retry_after is not None else 1.0
-            self.limiter.pause(wait)
+            await self.limiter.pause(wait)
             return wait
         ceiling = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)

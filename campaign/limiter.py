@@ -1,33 +1,56 @@
-"""At most `rate` requests in any rolling second.
+"""At most `rate` requests in any rolling second, for the whole account.
 
-`AsyncLimiter(rate, 1)` is a leaky bucket of size `rate`: after an idle spell it lets a
-burst of `rate` through and then one every 1/rate s, so 2*rate-1 requests can land in
-one second. A bucket of size one (`AsyncLimiter(1, interval)`) cannot burst: requests
-leave at least `interval` apart, so any one-second window holds at most `rate` of them.
-`margin` stretches the interval a little so that jitter between our clock and the
-server's cannot squeeze a sixth request into its window.
+Both limiters space requests at least `interval` = (1 + margin) / rate apart, so any
+one-second window holds at most `rate` of them; `margin` leaves room for jitter between
+our clock and the server's. Neither ever lets a burst through.
+
+- `RateLimiter` spaces the requests of one process. `AsyncLimiter(rate, 1)` would not
+  do: a leaky bucket of size `rate` lets `rate` through at once after an idle spell and
+  then one every 1/rate s, 2*rate-1 in the first second. A bucket of size one,
+  `AsyncLimiter(1, interval)`, cannot burst.
+- `AccountLimiter` books turns in the store, so that every run on the same account —
+  in this process or another, now or a moment ago — shares one pace, and a 429's
+  Retry-After pauses them all.
 """
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING, Protocol
+
 import anyio
 from aiolimiter import AsyncLimiter
 
-DEFAULT_MARGIN = 0.01  # 1%: 10 ms of slack per second at any rate, 4.95/s at rate 5
+if TYPE_CHECKING:
+    from campaign.store import Store
+
+DEFAULT_MARGIN = 0.01  # 10 ms of slack per second: 4.95 requests/s at rate 5
+LEAD = 0.01  # an idle account's next turn is booked this far ahead, to absorb the booking
+LATE = 0.005  # a turn whose booking came back later than this is given up, not used
+
+
+class Limiter(Protocol):
+    async def wait_turn(self) -> None: ...
+    async def wait_unpaused(self) -> None: ...
+    async def pause(self, seconds: float) -> None: ...
+
+
+def interval_for(rate: float, margin: float = DEFAULT_MARGIN) -> float:
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    return (1.0 + margin) / rate
 
 
 class RateLimiter:
-    """Spaces requests evenly and pauses them all when the server says to (429)."""
+    """Spaces one process's requests evenly; pauses them all on a 429."""
 
     def __init__(self, rate: float, *, margin: float = DEFAULT_MARGIN) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
         self.rate = rate
-        self.interval = (1.0 + margin) / rate
+        self.interval = interval_for(rate, margin)
         self._bucket = AsyncLimiter(1, self.interval)
         self._resume_at = 0.0
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         """Hold every request for `seconds` from now (a 429's Retry-After)."""
         self._resume_at = max(self._resume_at, anyio.current_time() + seconds)
 
@@ -44,3 +67,38 @@ class RateLimiter:
             if self._resume_at <= anyio.current_time():
                 return
             # A 429 came in while we waited for the bucket: honour it first.
+
+
+class AccountLimiter:
+    """Spaces the requests of every run on one account, through turns booked in the store."""
+
+    def __init__(
+        self, store: Store, account: str, rate: float, *, margin: float = DEFAULT_MARGIN
+    ) -> None:
+        self.store = store
+        self.account = account  # a hash naming the account; never the key itself
+        self.rate = rate
+        self.interval = interval_for(rate, margin)
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every run on this account for `seconds` from now."""
+        await anyio.to_thread.run_sync(self.store.pause_account, self.account, seconds)
+
+    async def wait_unpaused(self) -> None:
+        paused_until = await anyio.to_thread.run_sync(self.store.paused_until, self.account)
+        if (wait := paused_until - time.time()) > 0:
+            await anyio.sleep(wait)
+
+    async def wait_turn(self) -> None:
+        """Book the account's next turn and sleep until it comes."""
+        while True:
+            turn = await anyio.to_thread.run_sync(
+                self.store.book_turn, self.account, self.interval, LEAD
+            )
+            wait = turn - time.time()
+            if wait >= 0:
+                await anyio.sleep(wait)
+                return
+            if -wait <= LATE:
+                return
+            # The booking itself took too long: using this turn now would crowd the next.

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from campaign.client import DEFAULT_BASE_URL, AutocallsClient
 from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import CampaignBusy, InputError, NotFound, UsageError
-from campaign.limiter import RateLimiter
+from campaign.limiter import AccountLimiter
 from campaign.loader import LoadResult, load_recipients
 from campaign.model import RowEvent, RowState
 from campaign.preflight import Preflight, check_account, check_tier
@@ -70,6 +70,14 @@ OnStart = Callable[[CampaignInfo, dict[str, int]], None]
 OnNotice = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Retry:
+    """Rows a person chose to send again: failed ones (of one code), or unknown ones."""
+
+    states: tuple[RowState, ...]
+    code: str | None = None
+
+
 def fingerprint(path: Path, sender_id: int, template_id: int) -> str:
     """Identifies a campaign by what it sends: the file's bytes, the sender, the template."""
     digest = hashlib.sha256(f"{sender_id}|{template_id}|".encode())
@@ -110,7 +118,7 @@ async def run_campaign(
                 f"({campaign.source}, sender {campaign.sender_id}, template "
                 f"{campaign.template_id}); choose another --name"
             )
-        limiter = RateLimiter(settings.rate)
+        limiter = _limiter(store, settings)
         async with _client(settings, transport, limiter) as client:
             preflight = await _preflight(client, sender_id, template_id, settings, notice)
             loaded = None
@@ -127,20 +135,23 @@ async def resume_campaign(
     name: str,
     settings: RunSettings,
     *,
+    retry: Retry | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     on_start: OnStart | None = None,
     on_row: OnRow | None = None,
     on_notice: OnNotice | None = None,
 ) -> RunResult:
-    """Go on with a stored campaign: its pending rows, no file needed."""
+    """Go on with a stored campaign's pending rows, no file needed; `retry` adds others."""
     notice = on_notice or (lambda text: None)
     store = Store.open(settings.db)
     try:
         campaign = find(store, name)
-        limiter = RateLimiter(settings.rate)
+        limiter = _limiter(store, settings)
         async with _client(settings, transport, limiter) as client:
             await _preflight(client, campaign.sender_id, campaign.template_id, settings, notice)
-            return await _dispatch(store, client, limiter, campaign, settings, on_start, on_row)
+            return await _dispatch(
+                store, client, limiter, campaign, settings, on_start, on_row, retry, notice
+            )
     finally:
         store.close()
 
@@ -222,8 +233,14 @@ def _create(
         raise CampaignBusy(f"campaign {name!r} is being started by another run") from None
 
 
+def _limiter(store: Store, settings: RunSettings) -> AccountLimiter:
+    """The pace every run on this account shares, named by a hash of its key and address."""
+    account = hashlib.sha256(f"{settings.base_url}|{settings.api_key}".encode()).hexdigest()
+    return AccountLimiter(store, account[:32], settings.rate)
+
+
 def _client(
-    settings: RunSettings, transport: httpx.AsyncBaseTransport | None, limiter: RateLimiter
+    settings: RunSettings, transport: httpx.AsyncBaseTransport | None, limiter: AccountLimiter
 ) -> AutocallsClient:
     if not settings.api_key:
         raise UsageError("no API key: set AUTOCALLS_API_KEY or pass --api-key-file")
@@ -245,11 +262,13 @@ def _max_in_flight(settings: RunSettings) -> int:
 async def _dispatch(
     store: Store,
     client: AutocallsClient,
-    limiter: RateLimiter,
+    limiter: AccountLimiter,
     campaign: CampaignInfo,
     settings: RunSettings,
     on_start: OnStart | None,
     on_row: OnRow | None,
+    retry: Retry | None = None,
+    notice: OnNotice | None = None,
 ) -> RunResult:
     owner = lease_owner_id()
     if not store.acquire_lease(campaign.id, owner, LEASE_TTL):
@@ -259,6 +278,10 @@ async def _dispatch(
         )
     try:
         store.mark_interrupted(campaign.id)
+        if retry is not None:  # under the lease, so no other run is sending them now
+            moved = store.requeue(campaign.id, retry.states, retry.code)
+            if notice:
+                notice(f"{moved} rows put back to pending")
         store.set_status(campaign.id, "running")
         if on_start:
             on_start(campaign, store.counts(campaign.id))

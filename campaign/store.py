@@ -107,6 +107,16 @@ class Attempt(Base):
     at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
 
+class AccountPace(Base):
+    """One account's shared pace (see limiter.AccountLimiter); times are epoch seconds."""
+
+    __tablename__ = "account_pace"
+
+    account: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    next_turn: Mapped[float]
+    paused_until: Mapped[float]
+
+
 @dataclass(frozen=True)
 class CampaignInfo:
     id: int
@@ -147,6 +157,7 @@ class Store:
         # On SQLite, a write transaction takes the write lock when it begins, so it never
         # fails half-way on a lock upgrade while another process writes.
         self._writer = engine.execution_options(begin_immediate=True)
+        self._accounts: set[str] = set()  # account_pace rows known to exist
 
     @classmethod
     def open(cls, db: str | None = None) -> Store:
@@ -268,6 +279,60 @@ class Store:
     def _lease_owner(self, campaign_id: int) -> str | None:
         with self.engine.connect() as conn:
             return conn.scalar(select(Campaign.lease_owner).where(Campaign.id == campaign_id))
+
+    # --- the account's pace, shared by every run on it ----------------------------------
+
+    def book_turn(self, account: str, interval: float, lead: float) -> float:
+        """Take the account's next free turn (epoch seconds) and move the next one on."""
+        self._ensure_account(account)
+        with self._writer.begin() as conn:
+            next_turn, paused_until = conn.execute(
+                select(AccountPace.next_turn, AccountPace.paused_until)
+                .where(AccountPace.account == account)
+                .with_for_update()
+            ).one()
+            turn = max(next_turn, paused_until, time.time() + lead)
+            conn.execute(
+                update(AccountPace)
+                .where(AccountPace.account == account)
+                .values(next_turn=turn + interval)
+            )
+        return turn
+
+    def pause_account(self, account: str, seconds: float) -> None:
+        """No turn of this account before `seconds` from now."""
+        self._ensure_account(account)
+        until = time.time() + seconds
+        with self._writer.begin() as conn:
+            conn.execute(
+                update(AccountPace)
+                .where(AccountPace.account == account, AccountPace.paused_until < until)
+                .values(paused_until=until)
+            )
+
+    def paused_until(self, account: str) -> float:
+        with self.engine.connect() as conn:
+            until = conn.scalar(
+                select(AccountPace.paused_until).where(AccountPace.account == account)
+            )
+        return until or 0.0
+
+    def _ensure_account(self, account: str) -> None:
+        if account in self._accounts:
+            return
+        try:
+            with self._writer.begin() as conn:
+                exists = conn.scalar(
+                    select(AccountPace.account).where(AccountPace.account == account)
+                )
+                if not exists:
+                    conn.execute(
+                        sa.insert(AccountPace),
+                        dict(account=account, next_turn=0.0, paused_until=0.0),
+                    )
+        except sa.exc.IntegrityError:
+            pass  # another process inserted it first
+        self._accounts.add(account)
 
     # --- rows -------------------------------------------------------------------------
 
@@ -535,9 +600,16 @@ def _campaign_info(c: sa.Row) -> CampaignInfo:
     )
 
 
+# Both kinds of row carry the same keys: an executemany takes its columns from the first.
 def _pending_row(r: Recipient) -> dict[str, Any]:
     return dict(
-        row=r.row, phone=r.phone, name=r.name, variables=r.variables, state=RowState.PENDING
+        row=r.row,
+        phone=r.phone,
+        name=r.name,
+        variables=r.variables,
+        state=RowState.PENDING,
+        error_code=None,
+        error_message=None,
     )
 
 

@@ -6,8 +6,12 @@ import os
 import stat
 import subprocess
 import sys
+from importlib import resources
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from campaign import outcomes
 from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
@@ -27,14 +31,37 @@ def new_campaign(store: Store, n: int = 3, name: str = "c"):
     )
 
 
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("campaign.migrations")))
+    return config
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def test_open_creates_the_schema_by_migration(db_path):
     """Opening a new store runs the migrations to the newest revision."""
     Store.open(db_path).close()
     engine = sa.create_engine(f"sqlite:///{db_path}")
     with engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0001"
+        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == head()
         tables = set(sa.inspect(conn).get_table_names())
-    assert {"campaigns", "rows", "attempts"} <= tables
+    assert {"campaigns", "rows", "attempts", "account_pace"} <= tables
+
+
+def test_an_old_store_is_upgraded_on_open(db_path):
+    """A store left at the first revision is brought to the newest when opened."""
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    store = Store.open(db_path)
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == head()
+    assert store.book_turn("acct", 0.2, 0.0) > 0
 
 
 def test_reopening_is_harmless(db_path):
