@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -85,6 +86,7 @@ class AutocallsClient:
     ) -> None:
         root = check_base_url(base_url)
         self.limiter = limiter
+        self._traced = transport is None  # httpx's own transport reports when it has written
         self._http = httpx.AsyncClient(
             base_url=f"{root}/api",
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
@@ -105,12 +107,14 @@ class AutocallsClient:
         sender_id: int,
         template_id: int,
         recipient: Recipient,
-        on_turn: Callable[[], object] = lambda: None,
-    ) -> SendOutcome:
+        before_send: Callable[[], bool] = lambda: True,
+        on_written: Callable[[], object] = lambda: None,
+    ) -> SendOutcome | None:
         """Send one template message; every failure becomes an outcome, never an exception.
 
-        `on_turn` is called once the limiter has given this request its turn, just
-        before it leaves.
+        `before_send` runs once the limiter has given this request its turn, right before
+        it leaves; if it returns False nothing is sent and the result is None.
+        `on_written` runs once the request has left (or could not).
         """
         payload = {
             "sender_id": sender_id,
@@ -119,13 +123,13 @@ class AutocallsClient:
             "recipient_name": recipient.name,
             "variables": recipient.variables,
         }
-        await self._take_turn()
-        on_turn()
         try:
-            response = await self._http.post("/user/whatsapp/send", json=payload)
+            response = await self._request(
+                "POST", "/user/whatsapp/send", before_send, on_written, json=payload
+            )
         except Exception as exc:  # the outcome table decides: never a crash
             return _transport_outcome(exc)
-        return outcome_of(response)
+        return None if response is None else outcome_of(response)
 
     async def senders(self) -> list[dict[str, Any]]:
         """Every sender of the account, online or not."""
@@ -149,19 +153,47 @@ class AutocallsClient:
             raise ApiError(200, None, f"the answer of {path} has no data list")
         return [item for item in data if isinstance(item, dict)]
 
-    async def _take_turn(self) -> None:
-        """Every request, of any kind, counts against the account's rate."""
-        if self.limiter is not None:
-            await self.limiter.wait_turn()
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        before_send: Callable[[], bool] = lambda: True,
+        on_written: Callable[[], object] = lambda: None,
+        **kwargs: Any,
+    ) -> httpx.Response | None:
+        """Every request, of any kind, takes a turn from the limiter first.
+
+        `on_written` is called once the request has been written out (or failed to be).
+        A request written out later than its turn (the event loop was busy) tells the
+        limiter, so that the turns after it keep their distance.
+        """
+        turn = await self.limiter.wait_turn() if self.limiter else time.time()
+        if not before_send():
+            on_written()
+            return None
+        written = _Once(on_written)
+
+        async def trace(event: str, info: object) -> None:
+            if event.endswith(".send_request_body.complete"):  # httpx's documented trace
+                if self.limiter:
+                    self.limiter.left(turn, time.time())
+                written()
+
+        if not self._traced:
+            written()  # a custom transport may never report: don't wait for it
+        try:
+            return await self._http.request(method, path, extensions={"trace": trace}, **kwargs)
+        finally:
+            written()
 
     async def _get(self, path: str, **params: str) -> Any:
         """A read; safe to repeat, so a 429 or 503 is waited out and tried again."""
         for _ in range(GET_ATTEMPTS):
-            await self._take_turn()
             try:
-                response = await self._http.get(path, params=params)
+                response = await self._request("GET", path, params=params)
             except httpx.HTTPError as exc:
                 raise ApiError(None, None, f"{path}: {_describe(exc)}") from None
+            assert response is not None
             if response.status_code not in (429, 503):
                 break
             if self.limiter is not None:
@@ -173,6 +205,18 @@ class AutocallsClient:
             return response.json()
         except ValueError:
             raise ApiError(200, None, f"{path}: the answer is not JSON") from None
+
+
+class _Once:
+    """Calls a function the first time it is called, never again."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self._call: Callable[[], object] | None = call
+
+    def __call__(self) -> None:
+        if self._call is not None:
+            call, self._call = self._call, None
+            call()
 
 
 def outcome_of(response: httpx.Response) -> SendOutcome:

@@ -1,11 +1,15 @@
 """Claim pending rows, hold the rate, send, and record each fate.
 
+Store calls run on the event loop's own thread: they take well under a millisecond, and
+a worker thread holding the GIL would delay sends by several (enough to crowd a server's
+one-second window).
+
 One loop takes rows in spreadsheet order and launches each send as its own task, so
 that many requests can be in flight while they leave no faster than the limiter allows.
-For every row, in this order: wait out any 429 pause, commit `sending`, take a turn
-from the limiter (inside the client), send, record. The loop marks the next row only
-once this one has its turn, so a crash leaves just the requests in flight, and at most
-one about to leave, to be marked `unknown`.
+For every row, in this order: commit `sending`, take a turn from the limiter (after any
+429 pause), send, record. The loop moves to the next row only once this one's request
+has left, so a crash leaves just the requests in flight, and at most one waiting for
+its turn, to be marked `unknown`.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
 
 import anyio
 from anyio import TASK_STATUS_IGNORED
@@ -78,7 +80,6 @@ class Dispatcher:
         self._in_flight = 0
         self._queue: deque[RowToSend] = deque()
         self._changed = anyio.Event()
-        self._db_lock = anyio.CapacityLimiter(1)  # one store call at a time
         self._streak: tuple[str | None, int] = (None, 0)
 
     def stop(self) -> None:
@@ -100,14 +101,10 @@ class Dispatcher:
             while (row := await self._next_row()) is not None:
                 await self._slots.acquire()
                 self._in_flight += 1
-                await self.limiter.wait_unpaused()
-                if self.ending:
-                    self._finished()
+                # Returns once this row's request has been written out: one row at a time
+                # waits for its turn, and nothing else runs on the loop while it leaves.
+                if not await tasks.start(self._send, row):
                     break
-                attempt = await self._db(self.store.mark_sending, row.id)
-                # Returns once the request has its turn: the next row is not marked
-                # `sending` while this one still waits.
-                await tasks.start(self._send, row, attempt)
         return self.result
 
     async def _next_row(self) -> RowToSend | None:
@@ -115,10 +112,10 @@ class Dispatcher:
         while not self.ending:
             if self._queue:
                 return self._queue.popleft()
-            self._queue.extend(await self._db(self.store.due_rows, self.campaign.id, BATCH))
+            self._queue.extend(self.store.due_rows(self.campaign.id, BATCH))
             if self._queue:
                 continue
-            next_at = await self._db(self.store.next_retry_at, self.campaign.id)
+            next_at = self.store.next_retry_at(self.campaign.id)
             if next_at is None and self._in_flight == 0:
                 return None
             wait = IDLE_CHECK if next_at is None else min(IDLE_CHECK, next_at - time.time())
@@ -128,16 +125,21 @@ class Dispatcher:
         return None
 
     async def _send(
-        self, row: RowToSend, attempt: int, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED
+        self, row: RowToSend, *, task_status: TaskStatus[bool] = TASK_STATUS_IGNORED
     ) -> None:
         try:
+            attempt = self.store.mark_sending(row.id)
             outcome = await self.client.send_template(
                 self.campaign.sender_id,
                 self.campaign.template_id,
                 row.recipient,
-                on_turn=task_status.started,
+                before_send=lambda: not self.ending,
+                on_written=lambda: task_status.started(not self.ending),
             )
-            await self._record(row, attempt, outcome)
+            if outcome is None:  # halted or stopped while this row waited for its turn
+                self.store.unmark_sending(row.id)
+            else:
+                await self._record(row, attempt, outcome)
         finally:
             self._finished()
 
@@ -155,13 +157,8 @@ class Dispatcher:
                 state = RowState.FAILED  # with the last reason it was refused for
             else:
                 retry_at = time.time() + await self._retry_delay(attempt, outcome)
-        await self._db(
-            partial(self.store.record, state=state, retry_at=retry_at),
-            self.campaign.id,
-            row.id,
-            attempt,
-            outcome,
-            fate,
+        self.store.record(
+            self.campaign.id, row.id, attempt, outcome, fate, state=state, retry_at=retry_at
         )
         if fate is Fate.HALT:
             code = outcome.error_code or f"HTTP {outcome.http_status}"
@@ -193,7 +190,3 @@ class Dispatcher:
                 f"{count} rows in a row ended {fate} with {outcome.error_code}: the fault "
                 "is likely in the campaign, not the rows"
             )
-
-    async def _db(self, call: Callable[..., Any], *args: Any) -> Any:
-        """Run a store call in a worker thread so the event loop keeps the rate exact."""
-        return await anyio.to_thread.run_sync(partial(call, *args), limiter=self._db_lock)

@@ -26,13 +26,18 @@ if TYPE_CHECKING:
 
 DEFAULT_MARGIN = 0.01  # 10 ms of slack per second: 4.95 requests/s at rate 5
 LEAD = 0.01  # an idle account's next turn is booked this far ahead, to absorb the booking
-LATE = 0.005  # a turn whose booking came back later than this is given up, not used
+LATE = 0.003  # a turn used later than this is given up, or pushes the next ones back
 
 
 class Limiter(Protocol):
-    async def wait_turn(self) -> None: ...
-    async def wait_unpaused(self) -> None: ...
-    async def pause(self, seconds: float) -> None: ...
+    async def wait_turn(self) -> float:
+        """Return when the next request may leave; the value names the turn."""
+
+    def left(self, turn: float, at: float) -> None:
+        """The request of `turn` was written out at `at` (epoch seconds)."""
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every request for `seconds` from now (a 429's Retry-After)."""
 
 
 def interval_for(rate: float, margin: float = DEFAULT_MARGIN) -> float:
@@ -59,14 +64,17 @@ class RateLimiter:
         while (wait := self._resume_at - anyio.current_time()) > 0:
             await anyio.sleep(wait)
 
-    async def wait_turn(self) -> None:
+    async def wait_turn(self) -> float:
         """Return when the next request may leave: call it right before sending."""
         while True:
             await self.wait_unpaused()
             await self._bucket.acquire()
             if self._resume_at <= anyio.current_time():
-                return
+                return time.time()
             # A 429 came in while we waited for the bucket: honour it first.
+
+    def left(self, turn: float, at: float) -> None:
+        """Nothing to do: the bucket counts from when it let a request go."""
 
 
 class AccountLimiter:
@@ -82,23 +90,25 @@ class AccountLimiter:
 
     async def pause(self, seconds: float) -> None:
         """Hold every run on this account for `seconds` from now."""
-        await anyio.to_thread.run_sync(self.store.pause_account, self.account, seconds)
+        self.store.pause_account(self.account, seconds)
 
-    async def wait_unpaused(self) -> None:
-        paused_until = await anyio.to_thread.run_sync(self.store.paused_until, self.account)
-        if (wait := paused_until - time.time()) > 0:
-            await anyio.sleep(wait)
-
-    async def wait_turn(self) -> None:
+    async def wait_turn(self) -> float:
         """Book the account's next turn and sleep until it comes."""
         while True:
-            turn = await anyio.to_thread.run_sync(
-                self.store.book_turn, self.account, self.interval, LEAD
-            )
+            turn = self.store.book_turn(self.account, self.interval, LEAD)
             wait = turn - time.time()
             if wait >= 0:
                 await anyio.sleep(wait)
-                return
+                return turn
             if -wait <= LATE:
-                return
+                return turn
             # The booking itself took too long: using this turn now would crowd the next.
+
+    def left(self, turn: float, at: float) -> None:
+        """A request that left late pushes every later turn back by as much.
+
+        Turns are booked `interval` apart, so the request `rate` turns later would
+        otherwise land within one second of this late one.
+        """
+        if (late := at - turn) > LATE:
+            self.store.delay_turns(self.account, late)

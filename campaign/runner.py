@@ -317,7 +317,7 @@ async def _keep_lease(store: Store, campaign_id: int, owner: str, dispatcher: Di
     """Renew the lease; if another run took it (we stalled too long), stop sending at once."""
     while True:
         await anyio.sleep(LEASE_RENEW)
-        kept = await anyio.to_thread.run_sync(store.renew_lease, campaign_id, owner, LEASE_TTL)
+        kept = store.renew_lease(campaign_id, owner, LEASE_TTL)
         if not kept:
             dispatcher.stop()
             return

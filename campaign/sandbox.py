@@ -11,7 +11,8 @@ API (base `/api`, every call needs `Authorization: Bearer <key>`, default key `s
     GET  /api/user/whatsapp/senders?status=online|offline|all
     GET  /api/user/whatsapp/senders/{id}/templates?status=approved|pending|rejected|all
     GET  /api/user/me                                     name, email, total_balance (USD)
-Inspection (no auth, not rate limited): GET /sandbox/messages, GET /sandbox/stats,
+Inspection (no auth, not rate limited): GET /sandbox/messages, GET /sandbox/requests,
+GET /sandbox/stats,
 POST /sandbox/top-up {"messages": n}.
 
 Built-in fixtures (replace them with `Sandbox(senders=..., templates=...)`):
@@ -378,6 +379,7 @@ class Sandbox:
             Route("/api/user/me", self._api(self._me)),
             Route("/sandbox/messages", self._inspect_messages),
             Route("/sandbox/stats", self._inspect_stats),
+            Route("/sandbox/requests", self._inspect_requests),
             Route("/sandbox/top-up", self._inspect_top_up, methods=["POST"]),
         ]
 
@@ -546,6 +548,9 @@ class Sandbox:
 
     async def _inspect_messages(self, request: Request) -> Response:
         return JSONResponse({"data": [asdict(m) for m in self.messages]})
+
+    async def _inspect_requests(self, request: Request) -> Response:
+        return JSONResponse({"data": [asdict(r) for r in self.requests]})
 
     async def _inspect_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats())

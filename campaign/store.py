@@ -299,6 +299,15 @@ class Store:
             )
         return turn
 
+    def delay_turns(self, account: str, seconds: float) -> None:
+        """Push the account's next free turn back (a request left late)."""
+        with self._writer.begin() as conn:
+            conn.execute(
+                update(AccountPace)
+                .where(AccountPace.account == account)
+                .values(next_turn=AccountPace.next_turn + seconds)
+            )
+
     def pause_account(self, account: str, seconds: float) -> None:
         """No turn of this account before `seconds` from now."""
         self._ensure_account(account)
@@ -309,13 +318,6 @@ class Store:
                 .where(AccountPace.account == account, AccountPace.paused_until < until)
                 .values(paused_until=until)
             )
-
-    def paused_until(self, account: str) -> float:
-        with self.engine.connect() as conn:
-            until = conn.scalar(
-                select(AccountPace.paused_until).where(AccountPace.account == account)
-            )
-        return until or 0.0
 
     def _ensure_account(self, account: str) -> None:
         if account in self._accounts:
@@ -411,6 +413,15 @@ class Store:
                 .values(state=RowState.SENDING, attempts=Row.attempts + 1, updated_at=utcnow())
                 .returning(Row.attempts)
             ).scalar_one()
+
+    def unmark_sending(self, row_id: int) -> None:
+        """A row marked `sending` whose request never left goes back to pending."""
+        with self._writer.begin() as conn:
+            conn.execute(
+                update(Row)
+                .where(Row.id == row_id, Row.state == RowState.SENDING)
+                .values(state=RowState.PENDING, attempts=Row.attempts - 1, updated_at=utcnow())
+            )
 
     def record(
         self,
