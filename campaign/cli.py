@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TextIO, TypeVar
 
 import anyio
+import httpx
 import typer
+from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 
+from campaign import config as config_module
 from campaign import display, report, runner
 from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, UsageError
@@ -55,6 +61,9 @@ RateOption = Annotated[float, typer.Option(min=0.1, help="Requests per second, a
 TimeoutOption = Annotated[float, typer.Option(min=1, help="Seconds to wait for an answer.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")]
 VerboseOption = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")]
+LogFormatOption = Annotated[
+    str, typer.Option("--log-format", help="text, or json for log shippers.")
+]
 
 
 def main() -> None:
@@ -96,41 +105,77 @@ def read_api_key(key_file: Path | None) -> str:
     return key
 
 
-def setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(verbose: int, quiet: bool, log_format: str) -> None:
+    """-q warnings only; default progress lines; -v every row; -vv every HTTP request too."""
+    if log_format not in ("text", "json"):
+        raise UsageError(f"--log-format must be text or json, not {log_format!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.getLogger("campaign").setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+
+
+def send_with_progress(call: Callable[..., Any], *args: Any, quiet: bool, **kwargs: Any) -> None:
+    """Run a campaign function with the progress view, print its summary, exit its code."""
+    view = display.ProgressView(err, quiet=quiet)
+    try:
+        result = anyio.run(
+            functools.partial(
+                call, *args, on_start=view.start, on_row=view.row, on_notice=view.notice, **kwargs
+            )
+        )
+    finally:
+        view.close()
+    finish(result)
 
 
 @app.command()
 @friendly
 def run(
-    recipients: Annotated[Path, typer.Argument(help="CSV or XLSX of recipients.")],
-    sender_id: Annotated[int, typer.Option(help="The WhatsApp sender's id.")],
-    template_id: Annotated[int, typer.Option(help="The approved template's id.")],
+    recipients: Annotated[
+        Path | None, typer.Argument(help="CSV or XLSX of recipients (or in --config).")
+    ] = None,
+    sender_id: Annotated[int | None, typer.Option(help="The WhatsApp sender's id.")] = None,
+    template_id: Annotated[int | None, typer.Option(help="The approved template's id.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file of settings; flags override it.")
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="Campaign name (default: the file's name and content).")
     ] = None,
     db: DbOption = None,
-    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    base_url: Annotated[
+        str | None, typer.Option(envvar="AUTOCALLS_BASE_URL", help="The API's address.")
+    ] = None,
     api_key_file: KeyFileOption = None,
-    rate: RateOption = 5.0,
-    timeout: TimeoutOption = 30.0,
-    max_attempts: Annotated[int, typer.Option(min=1, help="Tries of a row not processed.")] = 5,
+    rate: Annotated[float | None, typer.Option(min=0.1, help="Requests per second.")] = None,
+    timeout: Annotated[float | None, typer.Option(min=1, help="Seconds per answer.")] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option(min=1, help="Tries of a row not processed.")
+    ] = None,
     default_region: Annotated[
         str | None, typer.Option(help="Region of national numbers, e.g. GB.")
     ] = None,
     name_fallback: Annotated[str | None, typer.Option(help="Name for rows without one.")] = None,
     skip_invalid: Annotated[
-        bool, typer.Option(help="Skip invalid rows (recorded as skipped) instead of refusing.")
-    ] = False,
+        bool | None, typer.Option(help="Skip invalid rows (recorded as skipped) instead.")
+    ] = None,
     block_red: Annotated[
-        bool, typer.Option(help="Refuse a sender whose quality rating is RED.")
-    ] = False,
+        bool | None, typer.Option(help="Refuse a sender whose quality rating is RED.")
+    ] = None,
     allow_partial: Annotated[
-        bool, typer.Option(help="Start even if the sender's 24-hour tier is too small.")
-    ] = False,
+        bool | None, typer.Option(help="Start even if the sender's 24-hour tier is too small.")
+    ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Send the template to every recipient of a file; run it again to resume.
 
@@ -139,39 +184,58 @@ def run(
     skipped, 1 some failed or unknown, 2 bad input, 3 halted by an account problem,
     4 busy in another run, 130 interrupted.
     """
-    setup_logging(verbose)
-    settings = RunSettings(
-        api_key=read_api_key(api_key_file),
-        db=db,
-        base_url=base_url,
-        rate=rate,
-        timeout=timeout,
-        max_attempts=max_attempts,
-        default_region=default_region,
-        name_fallback=name_fallback,
-        skip_invalid=skip_invalid,
-        block_red=block_red,
-        allow_partial=allow_partial,
+    setup_logging(verbose, quiet, log_format)
+    flags = {k: v for k, v in locals().items() if k in config_module.KEYS}
+    flags["recipients"] = recipients and str(recipients)
+    flags["api_key_file"] = api_key_file and str(api_key_file)
+    given = config_module.read_config(config) if config else {}
+    values = config_module.merge(flags, given, RUN_DEFAULTS)
+    for required in ("recipients", "sender_id", "template_id"):
+        if values[required] is None:
+            flag = "RECIPIENTS" if required == "recipients" else "--" + required.replace("_", "-")
+            raise UsageError(f"missing {flag}: give it, or put it in --config")
+    settings = run_settings(values)
+    send_with_progress(
+        runner.run_campaign,
+        Path(values["recipients"]),
+        values["sender_id"],
+        values["template_id"],
+        dataclasses.replace(
+            settings,
+            default_region=values["default_region"],
+            name_fallback=values["name_fallback"],
+            skip_invalid=values["skip_invalid"],
+            block_red=values["block_red"],
+            allow_partial=values["allow_partial"],
+        ),
+        name=values["name"],
+        quiet=quiet,
+    )
+
+
+RUN_DEFAULTS: dict[str, Any] = {
+    "base_url": DEFAULT_BASE_URL,
+    "rate": 5.0,
+    "timeout": 30.0,
+    "max_attempts": 5,
+    "skip_invalid": False,
+    "block_red": False,
+    "allow_partial": False,
+}
+
+
+def run_settings(values: dict[str, Any]) -> RunSettings:
+    """The settings every sending command shares, from flags (and a config file)."""
+    key_file = values.get("api_key_file")
+    return RunSettings(
+        api_key=read_api_key(Path(key_file) if key_file else None),
+        db=values.get("db"),
+        base_url=values.get("base_url") or DEFAULT_BASE_URL,
+        rate=values.get("rate") or RUN_DEFAULTS["rate"],
+        timeout=values.get("timeout") or RUN_DEFAULTS["timeout"],
+        max_attempts=values.get("max_attempts") or RUN_DEFAULTS["max_attempts"],
         handle_signals=True,
     )
-    view = display.ProgressView(err, quiet=quiet)
-    try:
-        result = anyio.run(
-            functools.partial(
-                runner.run_campaign,
-                recipients,
-                sender_id,
-                template_id,
-                settings,
-                name=name,
-                on_start=view.start,
-                on_row=view.row,
-                on_notice=view.notice,
-            )
-        )
-    finally:
-        view.close()
-    finish(result)
 
 
 @app.command()
@@ -185,32 +249,12 @@ def resume(
     timeout: TimeoutOption = 30.0,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Go on with a stored campaign's pending rows; no file needed."""
-    setup_logging(verbose)
-    settings = RunSettings(
-        api_key=read_api_key(api_key_file),
-        db=db,
-        base_url=base_url,
-        rate=rate,
-        timeout=timeout,
-        handle_signals=True,
-    )
-    view = display.ProgressView(err, quiet=quiet)
-    try:
-        result = anyio.run(
-            functools.partial(
-                runner.resume_campaign,
-                name,
-                settings,
-                on_start=view.start,
-                on_row=view.row,
-                on_notice=view.notice,
-            )
-        )
-    finally:
-        view.close()
-    finish(result)
+    setup_logging(verbose, quiet, log_format)
+    settings = run_settings(locals())
+    send_with_progress(runner.resume_campaign, name, settings, quiet=quiet)
 
 
 @app.command()
@@ -232,13 +276,14 @@ def retry(
     timeout: TimeoutOption = 30.0,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Put failed (or unknown) rows back to pending and send them.
 
     Unknown rows may already have reached their recipient: sending them again may give
     those people a second message. They are only retried on this explicit request.
     """
-    setup_logging(verbose)
+    setup_logging(verbose, quiet, log_format)
     if failed == unknown:
         raise UsageError("say which rows to retry: --failed or --unknown")
     if code and not failed:
@@ -246,30 +291,9 @@ def retry(
     if unknown:
         confirm_unknown(yes)
     states = (RowState.FAILED,) if failed else (RowState.UNKNOWN,)
-    settings = RunSettings(
-        api_key=read_api_key(api_key_file),
-        db=db,
-        base_url=base_url,
-        rate=rate,
-        timeout=timeout,
-        handle_signals=True,
-    )
-    view = display.ProgressView(err, quiet=quiet)
-    try:
-        result = anyio.run(
-            functools.partial(
-                runner.resume_campaign,
-                name,
-                settings,
-                retry=runner.Retry(states, code),
-                on_start=view.start,
-                on_row=view.row,
-                on_notice=view.notice,
-            )
-        )
-    finally:
-        view.close()
-    finish(result)
+    settings = run_settings(locals())
+    retry_rows = runner.Retry(states, code)
+    send_with_progress(runner.resume_campaign, name, settings, retry=retry_rows, quiet=quiet)
 
 
 def confirm_unknown(yes: bool) -> None:
@@ -358,27 +382,65 @@ def report_(
         Path | None, typer.Option("--out", help="Write here instead of stdout.", dir_okay=False)
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Also write a one-page HTML report here.", dir_okay=False),
+    ] = None,
 ) -> None:
-    """One line per input row: who got what, and why not."""
+    """One line per input row: who got what, and why not.
+
+    CSV cells a spreadsheet would run as formulas are defused; --html writes a page with
+    the totals, sends over time, outcomes by error code and the failed and unknown rows.
+    """
     if fmt not in ("csv", "json"):
         raise UsageError(f"--format must be csv or json, not {fmt!r}")
     store = Store.open(db)
     try:
         campaign = runner.find(store, name)
-        target = out_file.open("w", encoding="utf-8", newline="") if out_file else sys.stdout
-        try:
+        if html:
+            with html.open("w", encoding="utf-8") as page:
+                report.write_html(store, campaign, page)
+            err.print(f"wrote the HTML report to {html}")
+            if out_file is None:
+                return
+        with open_output(out_file) as target:
             lines = report.records(store, campaign)
             if fmt == "csv":
                 n = report.write_csv(lines, target)
             else:
                 n = report.write_json(campaign, store.counts(campaign.id), lines, target)
-        finally:
-            if out_file:
-                target.close()
     finally:
         store.close()
     if out_file:
         err.print(f"wrote {n} rows to {out_file}")
+
+
+@contextlib.contextmanager
+def open_output(path: Path | None) -> Iterator[TextIO]:
+    """The file at `path`, or stdout (left open) when there is none."""
+    if path is None:
+        yield sys.stdout
+        return
+    with path.open("w", encoding="utf-8", newline="") as f:
+        yield f
+
+
+@app.command("list")
+@friendly
+def list_(
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout.")] = False,
+) -> None:
+    """Every campaign in the store, with its state and totals."""
+    store = Store.open(db)
+    try:
+        campaigns = report.campaign_list(store)
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(campaigns, indent=2, default=str))
+        return
+    out.print(display.campaigns_table(campaigns))
 
 
 @app.command()
@@ -405,19 +467,16 @@ def demo(
     db: Annotated[Path | None, typer.Option(help="Keep the demo's store here.")] = None,
 ) -> None:
     """Run the sample campaign in samples/ against the built-in sandbox."""
-    import tempfile
+    from campaign import sandbox as fake  # the product path never imports the fake API
 
-    import httpx
-
-    from campaign import sandbox as fake
-
+    setup_logging(0, False, "text")
     sample = Path(str(resources.files("campaign.samples") / "recipients.csv"))
     fake_api = fake.Sandbox(latency=(0.05, 0.4))
     with tempfile.TemporaryDirectory() as tmp:
         settings = RunSettings(
             api_key=fake.DEFAULT_KEY,
             db=str(db or Path(tmp) / "demo.db"),
-            base_url="http://127.0.0.1",
+            base_url="http://127.0.0.1",  # never reached: the transport is the sandbox itself
             handle_signals=True,
         )
         view = display.ProgressView(err)
@@ -438,5 +497,7 @@ def demo(
             )
         finally:
             view.close()
-        out.print(display.counts_table("demo campaign", result.counts))
-        out.print(f"the sandbox accepted {len(fake_api.messages)} messages")
+    out.print(display.counts_table("demo campaign", result.counts))
+    out.print(f"the sandbox accepted {len(fake_api.messages)} messages")
+    if db:
+        out.print(f"who got what: campaign report demo --db {db}")

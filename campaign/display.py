@@ -1,7 +1,8 @@
-"""What people see on the terminal: progress, summaries, problem tables (rich)."""
+"""What people see: a progress bar on a terminal, log lines elsewhere, summary tables."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -15,10 +16,12 @@ from campaign.store import CampaignInfo
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when there is no terminal
 FINAL = (RowState.SENT, RowState.FAILED, RowState.UNKNOWN, RowState.SKIPPED)
+log = logging.getLogger("campaign.progress")
 
 
 class ProgressView:
-    """Shows a run's progress: a live bar on a terminal, a line every few seconds otherwise."""
+    """A run's progress: a live bar on a terminal; without one (cron), a log line every
+    few seconds, and one per row with -v."""
 
     def __init__(self, console: Console, *, quiet: bool = False) -> None:
         self.console = console
@@ -31,20 +34,21 @@ class ProgressView:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
+    @property
+    def live(self) -> bool:
+        return self.console.is_terminal and not self.quiet
+
     def start(self, campaign: CampaignInfo, counts: dict[str, int]) -> None:
         self.total = campaign.total_rows
         self.counts.update({s: n for s, n in counts.items() if s in FINAL})
         self._done_at_start = self.done
         self._started = time.monotonic()
-        if self.quiet:
-            return
-        self.console.print(
-            f"campaign [bold]{campaign.name}[/]: {self.total} rows, "
-            f"{self.total - self.done} to send"
+        self.notice(
+            f"campaign {campaign.name}: {self.total} rows, {self.total - self.done} to send"
         )
-        if self.console.is_terminal:
+        if self.live:
             self._bar = Progress(
-                TextColumn("[progress.description]{task.description}"),
+                TextColumn("sending"),
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total}"),
                 TextColumn("{task.fields[counts]}"),
@@ -52,38 +56,67 @@ class ProgressView:
                 console=self.console,
                 transient=True,
             )
-            self._task = self._bar.add_task(
-                "sending", total=self.total, completed=self.done, counts=""
-            )
+            self._task = self._bar.add_task("", total=self.total, completed=self.done, counts="")
             self._bar.start()
 
     def notice(self, text: str) -> None:
-        if not self.quiet or text.startswith("warning"):
+        warning = text.startswith("warning")
+        if self.live or (warning and self.console.is_terminal):
             self.console.print(text, highlight=False)
+        else:
+            log.log(logging.WARNING if warning else logging.INFO, text)
 
     def row(self, event: RowEvent) -> None:
         if event.state in FINAL:
             self.counts[event.state] += 1
+        log.debug(
+            "row %s %s %s",
+            event.row,
+            event.state,
+            event.error_code or "",
+            extra={"row": event.row, "state": str(event.state), "error_code": event.error_code},
+        )
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=self.done, counts=self._counts_text())
-        elif not self.quiet and time.monotonic() - self._last_line >= PLAIN_EVERY:
+        elif time.monotonic() - self._last_line >= PLAIN_EVERY:
             self._last_line = time.monotonic()
-            self.console.print(f"{self.done}/{self.total} done, {self._counts_text()}")
+            log.info(
+                "%s/%s done, %s", self.done, self.total, self._counts_text(), extra=self._fields()
+            )
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+            self._bar = None
 
     @property
     def done(self) -> int:
         return sum(self.counts[s] for s in FINAL)
 
+    def _rate(self) -> float:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return (self.done - self._done_at_start) / elapsed
+
     def _counts_text(self) -> str:
-        rate = (self.done - self._done_at_start) / max(time.monotonic() - self._started, 1e-9)
+        f = self._fields()
+        eta = f" eta {f['eta_seconds']}s" if f["eta_seconds"] is not None else ""
         return (
-            f"sent {self.counts[RowState.SENT]}  failed {self.counts[RowState.FAILED]}  "
-            f"unknown {self.counts[RowState.UNKNOWN]}  {rate:.1f}/s"
+            f"sent {f['sent']}  failed {f['failed']}  unknown {f['unknown']}  "
+            f"{f['rate']:.1f}/s{eta if self._bar is None else ''}"
         )
+
+    def _fields(self) -> dict[str, object]:
+        rate = self._rate()
+        left = self.total - self.done
+        return {
+            "done": self.done,
+            "total": self.total,
+            "sent": self.counts[RowState.SENT],
+            "failed": self.counts[RowState.FAILED],
+            "unknown": self.counts[RowState.UNKNOWN],
+            "rate": round(rate, 2),
+            "eta_seconds": round(left / rate) if rate > 0 else None,
+        }
 
 
 def counts_table(title: str, counts: dict[str, int]) -> Table:
@@ -113,4 +146,19 @@ def problems_table(problems: list[Problem], limit: int = 20) -> Table:
         table.add_column(column, overflow="fold")
     for p in problems[:limit]:
         table.add_row("" if p.row is None else str(p.row), p.column or "", p.code, p.message)
+    return table
+
+
+def campaigns_table(campaigns: list[dict]) -> Table:
+    shown = (RowState.SENT, RowState.FAILED, RowState.UNKNOWN, RowState.PENDING)
+    table = Table(title="campaigns")
+    table.add_column("name", no_wrap=True)
+    table.add_column("status")
+    for column in ("rows", *(s.value for s in shown)):
+        table.add_column(column, justify="right")
+    table.add_column("created", no_wrap=True)
+    for c in campaigns:
+        counts = [str(c["counts"][s]) for s in shown]
+        created = str(c["created_at"])[:16]
+        table.add_row(c["name"], c["status"], str(c["total_rows"]), *counts, created)
     return table

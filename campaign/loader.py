@@ -62,6 +62,7 @@ _BAD_WS = re.compile(r"[\n\r\t\x0b\x0c\x85\u2028\u2029]| {5,}")
 _BAD_WS_CHARS = ("\n", "\r", "\t", "\x0b", "\x0c", "\x85", "\u2028", "\u2029", "     ")
 _HEADER_JUNK = re.compile(r"[\s_\-\ufeff\u200b]+")
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_SEP_DIRECTIVE = re.compile(r"sep=([^\"\r\n])[ \t]*(?:\r\n|\r|\n)", re.IGNORECASE)
 _PANDAS_WIDTH = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
@@ -336,19 +337,33 @@ def _sniff_delimiter(text: str) -> str:
 
 
 def _find_header(text: str, delimiter: str) -> tuple[int, list[str]]:
-    """(index of the first non-blank record, its cells)."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    index = 0
-    try:
-        for record in reader:
-            if not _is_blank_record(record):
-                return index, record
-            index += 1
-    except csv.Error as exc:
-        raise _FileError(
-            "unreadable_file",
-            f"row {index + 1} cannot be read as CSV ({exc}); a quoted value may never be closed",
-        ) from exc
+    """(index of the first non-blank record, its cells). Reads the start of the text only,
+    unless the header is not complete there."""
+    for limit in (65536, None):
+        chunk = text if limit is None or len(text) <= limit else text[:limit]
+        whole = chunk is text
+        index = 0
+        found: tuple[int, list[str]] | None = None
+        try:
+            for record in csv.reader(io.StringIO(chunk, newline=""), delimiter=delimiter):
+                if found is not None:
+                    return found  # a record follows the header: the header is complete
+                if _is_blank_record(record):
+                    index += 1
+                else:
+                    found = (index, record)
+        except csv.Error as exc:
+            if not whole:
+                continue
+            raise _FileError(
+                "unreadable_file",
+                f"row {index + 1} cannot be read as CSV ({exc}); a quoted value may never be "
+                "closed",
+            ) from exc
+        if whole:
+            if found is not None:
+                return found
+            break
     raise _FileError("empty_file", "the file has no rows (it is empty or only blank lines)")
 
 
@@ -398,20 +413,21 @@ def _read_csv_module(text: str, delimiter: str) -> list[list[str]]:
     last_start = 1
     try:
         while True:
-            last_start = reader.line_num + 1
+            start = reader.line_num + 1
             try:
                 record = next(reader)
             except StopIteration:
                 break
             records.append(record)
+            last_start = start
     except csv.Error as exc:
         raise _FileError(
             "unreadable_file",
             f"row {len(records) + 1} cannot be read as CSV ({exc}); a quoted value may never "
             "be closed",
         ) from exc
-    if records and any("\n" in c or "\r" in c for c in records[-1]):
-        # The last record spans lines: check that its quotes are closed.
+    if records:
+        # Only the last record can have swallowed the rest of the file: check its quotes.
         lines = io.StringIO(text, newline="")
         for _ in range(last_start - 1):
             lines.readline()
@@ -605,15 +621,28 @@ def _read_table(
         notices.append(f'"{p.name}" is not an Excel workbook inside; it was read as CSV text')
     text, raw_is_utf8 = _decode(raw, encoding, notices)
     _check_text(text)
-    if not text.strip():
+    if not text or text.isspace():
         raise _FileError("empty_file", "the file has no rows (it is empty or only blank lines)")
-    delimiter = _check_delimiter(delimiter) if delimiter is not None else _sniff_delimiter(text)
+    directive = _SEP_DIRECTIVE.match(text)
+    if delimiter is not None:
+        delimiter = _check_delimiter(delimiter)
+    elif directive is not None:
+        delimiter = directive.group(1)
+    else:
+        delimiter = _sniff_delimiter(text)
     if delimiter != ",":
         notices.append(
             f"columns are separated by {_DELIMITER_NAMES.get(delimiter, repr(delimiter))}"
         )
     utf8 = raw if raw_is_utf8 else None
     del raw
+    if directive is not None:
+        # Excel's "sep=;" first line names the separator and is not shown as a row.
+        text = text[directive.end() :]
+        if utf8 is not None:
+            utf8 = utf8[len(directive.group(0).encode("utf-8")) :]
+    if sheet is not None:
+        notices.append(f'sheet "{sheet}" was ignored: the file is CSV, not an Excel workbook')
     return _csv_table(text, utf8, delimiter)
 
 
@@ -822,7 +851,7 @@ def _check_rows(
         else:
             found.append(problem)
 
-    fallback = name_fallback.strip() if isinstance(name_fallback, str) else None
+    fallback = name_fallback
     if name_col is not None:
         names = [v.strip() for v in columns[name_col]]
         if fallback:
@@ -1075,17 +1104,18 @@ def load_recipients(
         if variables is not None and isinstance(variables, str | bytes):
             variables = [str(variables)]
         table = _read_table(path, encoding, delimiter, sheet, result.notices)
+        fallback = name_fallback.strip() if isinstance(name_fallback, str) else ""
         phone_col, name_col, specs = _map_columns(
-            table, variables, name_fallback, file_problems, result.notices
+            table, variables, fallback or None, file_problems, result.notices
         )
-        if isinstance(name_fallback, str) and len(name_fallback.strip()) > MAX_NAME:
+        if len(fallback) > MAX_NAME:
             file_problems.append(
                 Problem(
                     None,
                     None,
                     None,
                     "name_too_long",
-                    f"the name fallback is {len(name_fallback.strip()):,} characters long; "
+                    f"the name fallback is {len(fallback):,} characters long; "
                     f"the API accepts at most {MAX_NAME}",
                 )
             )
@@ -1098,7 +1128,7 @@ def load_recipients(
             variables=variables,
             body_text=body_text,
             default_region=region,
-            name_fallback=name_fallback,
+            name_fallback=fallback or None,
             result=result,
         )
     except _FileError as exc:

@@ -239,7 +239,7 @@ def _describe_country(country_code: int) -> str:
 def _to_ascii_digits(text: str) -> str | None:
     """ASCII digits for a string of decimal digits in any script, or None if it is not one."""
     if text.isascii():
-        return text if text.isdigit() else None
+        return text if text.isdigit() or not text else None
     out = []
     for ch in text:
         digit = unicodedata.decimal(ch, None)

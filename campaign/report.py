@@ -1,13 +1,21 @@
-"""CSV and JSON views of a campaign: one line per input row, as the store has it."""
+"""Views of a campaign: CSV and JSON (one line per input row), an HTML page, a list.
+
+The HTML page is for people reading the results the morning after: one self-contained
+file (inline CSS, an inline SVG chart, nothing fetched) that can be mailed or archived.
+"""
 
 from __future__ import annotations
 
 import csv
+import html
 import json
+import math
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from campaign.model import RowState
 from campaign.store import CampaignInfo, Store
 
 COLUMNS = (
@@ -91,3 +99,284 @@ def neutralise(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not E164.fullmatch(value):
         return "'" + value
     return value
+
+
+def campaign_list(store: Store) -> list[dict[str, Any]]:
+    """One entry per stored campaign, oldest first, for `campaign list` (a table or JSON)."""
+    return [
+        {
+            "name": c.name,
+            "status": c.status,
+            "created_at": str(c.created_at),  # as campaign_summary, so both JSONs agree
+            "total_rows": c.total_rows,
+            "counts": store.counts(c.id),
+            "halt_reason": c.halt_reason,
+        }
+        for c in store.campaigns()
+    ]
+
+
+# --- the HTML page --------------------------------------------------------------------
+
+UNKNOWN_NOTE = "may have been delivered: a person decides"
+PROBLEM_COLUMNS = ("row", "phone", "name", "state", "error_code", "error_message", "attempts")
+
+# The chart's bar widths in seconds, smallest first: it takes the first giving at most
+# MAX_BARS bars, so a two-minute test run and a two-day campaign both stay readable.
+MAX_BARS = 120
+BUCKETS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
+
+# The page may not fetch or run anything, even if some value slipped past escaping.
+CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; color: #1d2433; margin: 2rem auto;
+       max-width: 72rem; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #d7dce5; }
+dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
+dt { color: #5b6475; } dd { margin: 0; }
+table { border-collapse: collapse; margin: .5rem 0; }
+th, td { text-align: left; padding: .25rem .7rem; border-bottom: 1px solid #e6e9ef;
+         vertical-align: top; }
+th { background: #f3f5f8; } td.num, th.num { text-align: right; }
+tr.total td { font-weight: 600; border-top: 2px solid #c5ccd8; }
+tr.unknown { background: #fff6dd; } .note { color: #8a5a00; font-weight: 600; }
+.halt { color: #b42318; font-weight: 600; } .muted { color: #5b6475; }
+svg text { font: 11px system-ui, sans-serif; fill: #5b6475; }
+svg .bar { fill: #2f6fdb; } svg .axis { stroke: #8c95a6; } svg .grid { stroke: #eceff4; }
+"""
+
+
+def write_html(store: Store, campaign: CampaignInfo, out: TextIO) -> None:
+    """Write one self-contained HTML page on the campaign; every stored value is escaped."""
+    counts = store.counts(campaign.id)
+    out.write(_page_start(campaign))
+    out.write(_overview(campaign))
+    out.write(_totals(counts))
+    out.write(_sends_chart(store.sent_times(campaign.id)))
+    out.write(_error_codes(store.error_counts(campaign.id)))
+    # Streamed: a campaign that failed wholesale can have many thousands of these rows.
+    _write_problem_rows(store.problem_rows(campaign.id), counts, out)
+    out.write("</body>\n</html>\n")
+
+
+def esc(value: Any) -> str:
+    """A value as HTML text: escaped, None shown as nothing."""
+    return "" if value is None else html.escape(str(value))
+
+
+def _page_start(campaign: CampaignInfo) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>Campaign {esc(campaign.name)}</title>\n<style>{STYLE}</style>\n"
+        f"</head>\n<body>\n<h1>Campaign {esc(campaign.name)}</h1>\n"
+        f'<p class="muted">Report written {esc(_utc_text(datetime.now(UTC)))}</p>\n'
+    )
+
+
+def _overview(campaign: CampaignInfo) -> str:
+    facts = [
+        ("Status", esc(campaign.status)),
+        ("Source file", esc(campaign.source)),
+        ("Sender id", esc(campaign.sender_id)),
+        ("Template id", esc(campaign.template_id)),
+        ("Created", esc(_utc_text(campaign.created_at))),
+    ]
+    if campaign.halt_reason:
+        facts.append(("Halted", f'<span class="halt">{esc(campaign.halt_reason)}</span>'))
+    items = "".join(f"<dt>{label}</dt><dd>{value}</dd>\n" for label, value in facts)
+    return f"<dl>\n{items}</dl>\n"
+
+
+def _totals(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    numeric = {1, 2}
+    body = "".join(
+        _tr([state.value, counts[state], _share(counts[state], total)], numeric=numeric)
+        for state in RowState
+    )
+    body += _tr(["total", total, _share(total, total)], numeric=numeric, css="total")
+    return "<h2>Rows by state</h2>\n" + _table(["state", "rows", "share"], body, numeric)
+
+
+def _share(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f} %" if total else "-"
+
+
+def _error_codes(errors: list[tuple[str, str, int]]) -> str:
+    heading = "<h2>Outcomes by error code</h2>\n"
+    if not errors:
+        return heading + "<p>No row failed, was skipped or is unknown.</p>\n"
+    body = "".join(_tr([state, code, n], numeric={2}) for state, code, n in errors)
+    return heading + _table(["state", "error code", "rows"], body, numeric={2})
+
+
+def _write_problem_rows(rows: Iterator[Any], counts: dict[str, int], out: TextIO) -> None:
+    out.write("<h2>Failed and unknown rows</h2>\n")
+    if not counts[RowState.FAILED] and not counts[RowState.UNKNOWN]:
+        out.write("<p>No failed or unknown rows.</p>\n")
+        return
+    if counts[RowState.UNKNOWN]:
+        out.write(
+            f'<p class="note">{counts[RowState.UNKNOWN]} unknown rows {UNKNOWN_NOTE}. '
+            "Their request may have reached WhatsApp: sending them again "
+            "(campaign retry --unknown) may give those people a second message.</p>\n"
+        )
+    numeric = {0, 6}
+    out.write("<table>\n<thead>" + _tr([*PROBLEM_COLUMNS, "note"], "th", numeric) + "</thead>\n")
+    out.write("<tbody>\n")
+    for r in rows:
+        unknown = r.state == RowState.UNKNOWN
+        cells = [getattr(r, column) for column in PROBLEM_COLUMNS]
+        note = UNKNOWN_NOTE if unknown else ""
+        out.write(_tr([*cells, note], numeric=numeric, css="unknown" if unknown else None))
+    out.write("</tbody>\n</table>\n")
+
+
+def _table(headers: list[str], body: str, numeric: Collection[int] = ()) -> str:
+    head = _tr(headers, "th", numeric)
+    return f"<table>\n<thead>{head}</thead>\n<tbody>\n{body}</tbody>\n</table>\n"
+
+
+def _tr(
+    cells: Iterable[Any], tag: str = "td", numeric: Collection[int] = (), css: str | None = None
+) -> str:
+    """One table row; every cell escaped, columns in `numeric` aligned right."""
+    parts = [
+        f'<{tag} class="num">{esc(v)}</{tag}>' if i in numeric else f"<{tag}>{esc(v)}</{tag}>"
+        for i, v in enumerate(cells)
+    ]
+    row_class = f' class="{css}"' if css else ""
+    return f"<tr{row_class}>{''.join(parts)}</tr>\n"
+
+
+def _utc(moment: datetime) -> datetime:
+    """An aware UTC datetime: SQLite hands back naive ones, which the store wrote in UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _utc_text(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# --- the chart of sends over time -----------------------------------------------------
+
+WIDTH, HEIGHT = 960, 300
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 52  # room for the axis labels
+X_LABELS = 6  # about this many time labels under the bars
+
+
+def _sends_chart(times: list[datetime]) -> str:
+    heading = "<h2>Accepted sends over time</h2>\n"
+    if not times:
+        return heading + "<p>No accepted sends yet.</p>\n"
+    epochs = [_utc(t).timestamp() for t in times]
+    bucket = bucket_seconds(epochs[0], epochs[-1])
+    first_bar, counts = histogram(epochs, bucket)
+    unit = _duration_text(bucket)
+    summary = (
+        f"{len(epochs)} accepted sends from {_utc_text(times[0])} to {_utc_text(times[-1])}; "
+        f"at most {max(counts)} per {unit}."
+    )
+    return heading + f"<p>{esc(summary)}</p>\n" + _bar_chart(first_bar, counts, bucket) + "\n"
+
+
+def bucket_seconds(first: float, last: float) -> int:
+    """The smallest bar width (seconds) that covers first..last in at most MAX_BARS bars."""
+    for size in BUCKETS:
+        if _bar_count(first, last, size) <= MAX_BARS:
+            return size
+    days = math.ceil((last - first) / 86400 / (MAX_BARS - 1))  # a very long campaign
+    return days * 86400
+
+
+def _bar_count(first: float, last: float, size: int) -> int:
+    return int(last // size) - int(first // size) + 1
+
+
+def histogram(epochs: list[float], size: int) -> tuple[float, list[int]]:
+    """(start of the first bar, sends per bar) — empty bars kept, so pauses show as gaps."""
+    first = int(epochs[0] // size)
+    counts = [0] * _bar_count(epochs[0], epochs[-1], size)
+    for t in epochs:
+        counts[int(t // size) - first] += 1
+    return first * size, counts
+
+
+def _bar_chart(start: float, counts: list[int], bucket: int) -> str:
+    """An SVG bar chart, sends per bucket; each bar's tooltip gives its time and count."""
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    step, top = _y_scale(max(counts))
+    bar_w = plot_w / len(counts)
+    gap = bar_w * 0.15 if bar_w > 3 else 0
+    time_format = _time_format(start, start + bucket * len(counts), bucket)
+    unit = _duration_text(bucket)
+
+    parts = []
+    for tick in range(0, top + 1, step):  # horizontal grid lines with their labels
+        y = TOP + plot_h - plot_h * tick / top
+        parts.append(
+            f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}"/>'
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>'
+        )
+    for i, n in enumerate(counts):
+        label = _bar_time(start + i * bucket, time_format)
+        h = plot_h * n / top
+        x = LEFT + i * bar_w + gap / 2
+        parts.append(
+            f'<rect class="bar" x="{x:.1f}" y="{TOP + plot_h - h:.1f}" '
+            f'width="{bar_w - gap:.1f}" height="{h:.1f}">'
+            f"<title>{esc(label)}: {n} sends</title></rect>"
+        )
+    every = max(1, math.ceil(len(counts) / X_LABELS))
+    for i in range(0, len(counts), every):  # time labels under some bars
+        x = LEFT + i * bar_w + bar_w / 2
+        label = _bar_time(start + i * bucket, time_format)
+        parts.append(
+            f'<text x="{x:.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{esc(label)}</text>'
+        )
+    parts.append(  # the axes and their titles
+        f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}"/>'
+        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" '
+        f'y2="{TOP + plot_h}"/>'
+        f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 8}" text-anchor="middle">'
+        f"time (UTC), one bar per {esc(unit)}</text>"
+        f'<text transform="translate(14 {TOP + plot_h / 2}) rotate(-90)" '
+        f'text-anchor="middle">sends per {esc(unit)}</text>'
+    )
+    return (
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
+        f'aria-label="Accepted sends per {esc(unit)}">' + "".join(parts) + "</svg>"
+    )
+
+
+def _y_scale(highest: int) -> tuple[int, int]:
+    """(tick step, axis top): a 1-2-5 step giving at most four ticks above zero."""
+    magnitude = 10 ** max(0, len(str(highest)) - 2)
+    step = next(m * magnitude for m in (1, 2, 5, 10, 20, 50) if m * magnitude * 4 >= highest)
+    return step, step * max(1, math.ceil(highest / step))
+
+
+def _time_format(start: float, end: float, bucket: int) -> str:
+    """Seconds only when bars are shorter than a minute; the date when the run spans days."""
+    clock = "%H:%M:%S" if bucket < 60 else "%H:%M"
+    if bucket >= 86400:
+        return "%Y-%m-%d"
+    same_day = datetime.fromtimestamp(start, UTC).date() == datetime.fromtimestamp(end, UTC).date()
+    return clock if same_day else f"%d %b {clock}"
+
+
+def _bar_time(epoch: float, time_format: str) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime(time_format)
+
+
+def _duration_text(seconds: int) -> str:
+    """'second', '5 seconds', 'minute', '2 hours'…: how long one bar is."""
+    for size, name in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if seconds % size == 0:
+            n = seconds // size
+            return name if n == 1 else f"{n} {name}s"
+    return f"{seconds} seconds"

@@ -535,6 +535,33 @@ class Store:
             )
             yield from result
 
+    def sent_times(self, campaign_id: int) -> list[datetime]:
+        """When each accepted send of a campaign was recorded, earliest first (for charts).
+
+        SQLite gives naive datetimes (they are UTC); other databases may give aware ones.
+        """
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    select(Row.sent_at)
+                    .where(Row.campaign_id == campaign_id, Row.sent_at.is_not(None))
+                    .order_by(Row.sent_at)
+                )
+            )
+
+    def problem_rows(self, campaign_id: int) -> Iterator[sa.Row]:
+        """The failed and unknown rows of a campaign in spreadsheet order: what a person checks."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=1000).execute(
+                select(Row.__table__)
+                .where(
+                    Row.campaign_id == campaign_id,
+                    Row.state.in_([RowState.FAILED, RowState.UNKNOWN]),
+                )
+                .order_by(Row.row)
+            )
+            yield from result
+
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration (creating it in an empty database)."""

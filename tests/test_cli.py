@@ -165,3 +165,14 @@ def test_help_is_the_docstring():
     """Each command's --help shows its docstring."""
     result = runner.invoke(app, ["run", "--help"])
     assert "Send the template to every recipient" in result.stdout
+
+
+def test_list_and_html_report(api, recipients, db_path, tmp_path):
+    """`list` shows every campaign; `report --html` writes a page."""
+    runner.invoke(app, run_args(recipients(2), db_path))
+    listed = runner.invoke(app, ["list", "--db", db_path, "--json"])
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["spring"]
+    assert "spring" in runner.invoke(app, ["list", "--db", db_path]).stdout
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "spring", "--db", db_path, "--html", str(page)])
+    assert result.exit_code == 0 and "<svg" in page.read_text()

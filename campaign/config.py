@@ -1,0 +1,81 @@
+"""Settings for unattended runs from a TOML file; flags given on the command line win.
+
+    recipients = "exports/customers.csv"   # relative paths are relative to this file
+    sender_id = 12
+    template_id = 45
+    name = "nightly-{date}"                # {date} becomes today's date, 2026-11-27
+    default_region = "GB"
+    rate = 5
+    db = "campaigns.db"                    # a path or a SQLAlchemy URL
+    api_key_file = "/etc/campaign/api-key"
+
+See samples/campaign.toml for every key.
+"""
+
+from __future__ import annotations
+
+import datetime
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from campaign.errors import UsageError
+
+# Each key a config file may hold, with the type it must have.
+KEYS: dict[str, type | tuple[type, ...]] = {
+    "recipients": str,
+    "sender_id": int,
+    "template_id": int,
+    "name": str,
+    "default_region": str,
+    "name_fallback": str,
+    "rate": (int, float),
+    "timeout": (int, float),
+    "max_attempts": int,
+    "db": str,
+    "base_url": str,
+    "api_key_file": str,
+    "skip_invalid": bool,
+    "block_red": bool,
+    "allow_partial": bool,
+}
+PATH_KEYS = ("recipients", "api_key_file", "db")
+
+
+def read_config(path: Path, today: datetime.date | None = None) -> dict[str, Any]:
+    """The settings of a config file, checked, with paths resolved and {date} filled in."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"the config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise UsageError(
+            f"the config file {path} has unknown keys: {', '.join(unknown)} "
+            f"(known: {', '.join(KEYS)})"
+        )
+    for key, value in raw.items():
+        wanted = KEYS[key]
+        # TOML's true is a Python bool, which is also an int: only bool keys take it.
+        if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
+            raise UsageError(f"in {path}, {key} = {value!r} has the wrong type")
+    for key in PATH_KEYS:
+        if key in raw and "://" not in raw[key]:
+            raw[key] = str((path.parent / Path(raw[key]).expanduser()).resolve())
+    if "name" in raw:
+        raw["name"] = raw["name"].replace("{date}", (today or datetime.date.today()).isoformat())
+    return raw
+
+
+def merge(flags: dict[str, Any], config: dict[str, Any], defaults: dict[str, Any]) -> dict:
+    """Flags given (not None) win over the config file, which wins over the defaults."""
+    keys = set(flags) | set(config) | set(defaults)
+    return {
+        key: next(
+            (source[key] for source in (flags, config) if source.get(key) is not None),
+            defaults.get(key),
+        )
+        for key in keys
+    }

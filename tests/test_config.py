@@ -1,0 +1,94 @@
+"""Config files for unattended runs: keys, {date}, paths, and flags that win."""
+
+from __future__ import annotations
+
+import datetime
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from conftest import SENDER, TEMPLATE
+from typer.testing import CliRunner
+
+from campaign import sandbox as fake
+from campaign.cli import app
+from campaign.config import merge, read_config
+from campaign.errors import UsageError
+from campaign.store import Store
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "campaign.toml"
+    path.write_text(text)
+    return path
+
+
+def test_date_placeholder_and_relative_paths(tmp_path):
+    """{date} becomes the day's date; relative paths are the config file's neighbours."""
+    config = read_config(
+        write(tmp_path, 'name = "nightly-{date}"\nrecipients = "list.csv"\nsender_id = 12\n'),
+        today=datetime.date(2026, 11, 27),
+    )
+    assert config["name"] == "nightly-2026-11-27"
+    assert config["recipients"] == str(tmp_path / "list.csv")
+
+
+def test_a_database_url_is_not_a_path(tmp_path):
+    """A SQLAlchemy URL in db is kept as it is."""
+    url = "postgresql+psycopg://u@127.0.0.1/c"
+    assert read_config(write(tmp_path, f'db = "{url}"\n'))["db"] == url
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sender = 12\n", "unknown keys: sender"),
+        ('sender_id = "twelve"\n', "wrong type"),
+        ("rate = true\n", "wrong type"),
+        ("sender_id = \n", "not valid TOML"),
+    ],
+)
+def test_bad_config_is_one_clear_error(tmp_path, text, message):
+    """Unknown keys, wrong types and broken TOML are refused with a clear sentence."""
+    with pytest.raises(UsageError, match=message):
+        read_config(write(tmp_path, text))
+
+
+def test_flags_win_over_the_file_which_wins_over_defaults():
+    """A flag given beats the config file; the file beats the defaults."""
+    merged = merge({"rate": 2.0, "name": None}, {"rate": 4, "name": "x"}, {"rate": 5, "db": "d"})
+    assert merged == {"rate": 2.0, "name": "x", "db": "d"}
+
+
+def test_the_sample_config_is_valid():
+    """samples/campaign.toml reads without error."""
+    sample = Path(str(resources.files("campaign.samples") / "campaign.toml"))
+    config = read_config(sample)
+    assert (config["sender_id"], config["template_id"]) == (12, 45)
+
+
+def test_run_from_a_config_file(tmp_path, recipients, monkeypatch):
+    """`campaign run --config` sends with the file's settings; a flag overrides one."""
+    sandbox = fake.Sandbox()
+    path = recipients(2)
+    db = tmp_path / "c.db"
+    config = write(
+        tmp_path,
+        f'recipients = "{path.name}"\nsender_id = {SENDER}\ntemplate_id = {TEMPLATE}\n'
+        f'name = "nightly-{{date}}"\ndb = "{db.name}"\nrate = 3\n',
+    )
+    with fake.running(sandbox) as base_url:
+        monkeypatch.setenv("AUTOCALLS_API_KEY", fake.DEFAULT_KEY)
+        result = CliRunner().invoke(
+            app, ["run", "--config", str(config), "--base-url", base_url, "--name", "manual"]
+        )
+    assert result.exit_code == 0, result.output
+    assert Store.open(str(db)).find_campaign("manual") is not None
+    assert len(sandbox.messages) == 2
+
+
+def test_run_without_a_file_anywhere(tmp_path, monkeypatch):
+    """No RECIPIENTS and no config: a clear usage error."""
+    monkeypatch.setenv("AUTOCALLS_API_KEY", "k")
+    result = CliRunner().invoke(app, ["run", "--sender-id", "1", "--template-id", "2"])
+    assert result.exit_code == 2 and "RECIPIENTS" in result.output
