@@ -173,18 +173,21 @@ class AutocallsClient:
             return None
         written = _Once(on_written)
 
+        def left() -> None:
+            if self.limiter:
+                self.limiter.left(turn, time.time())
+            written()
+
         async def trace(event: str, info: object) -> None:
             if event.endswith(".send_request_body.complete"):  # httpx's documented trace
-                if self.limiter:
-                    self.limiter.left(turn, time.time())
-                written()
+                left()
 
         if not self._traced:
-            written()  # a custom transport may never report: don't wait for it
+            left()  # a custom transport may never report: count the hand-over instead
         try:
             return await self._http.request(method, path, extensions={"trace": trace}, **kwargs)
         finally:
-            written()
+            written()  # e.g. it failed before leaving: the loop must go on all the same
 
     async def _get(self, path: str, **params: str) -> Any:
         """A read; safe to repeat, so a 429 or 503 is waited out and tried again."""

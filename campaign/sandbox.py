@@ -319,6 +319,7 @@ class Sandbox:
         self._conversations: dict[tuple[int, str], int] = {}
         self._next_ids = {"message": 500, "whatsapp": 800, "conversation": 1000}
         self.app = Starlette(routes=self._routes())
+        _load_phone_metadata()
 
     # -- what tests ask -------------------------------------------------------------
 
@@ -592,6 +593,13 @@ def _phone_refusal(phone: str) -> tuple[int, str, str] | None:
     if phone in MAGIC_PHONES:
         return 422, *MAGIC_PHONES[phone]
     return None
+
+
+def _load_phone_metadata() -> None:
+    """phonenumbers reads a region's metadata on first use, taking up to ~100 ms: do it now,
+    not while a send is being answered (it would stall every request in flight)."""
+    for example in ("+14155550100", "+447911123456", "+33612345678", "+4915123456789"):
+        phonenumbers.is_valid_number(phonenumbers.parse(example))
 
 
 def _valid_number(phone: str) -> bool:

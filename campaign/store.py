@@ -1,8 +1,8 @@
 """The store: SQLAlchemy models and the few queries the rest needs.
 
 Every state change of a row is one call here, committed before the action it describes.
-SQLite by default (WAL, synchronous=FULL so a committed `sending` survives a power cut);
-any SQLAlchemy URL otherwise. Alembic migrations run on open.
+SQLite by default (WAL; the commit of `sending` waits for the disk, so it survives a
+power cut), any SQLAlchemy URL otherwise. Alembic migrations run on open.
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ class Store:
         # On SQLite, a write transaction takes the write lock when it begins, so it never
         # fails half-way on a lock upgrade while another process writes.
         self._writer = engine.execution_options(begin_immediate=True)
+        self._durable_writer = engine.execution_options(begin_immediate=True, durable=True)
         self._accounts: set[str] = set()  # account_pace rows known to exist
 
     @classmethod
@@ -172,6 +173,9 @@ class Store:
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
+        # Build the ORM's mappers now: lazily, the first row recorded would stall the event
+        # loop for tens of milliseconds while a request is leaving.
+        sa.orm.configure_mappers()
         try:
             migrate(engine.execution_options(begin_immediate=True))
         except sa.exc.OperationalError as exc:
@@ -406,7 +410,7 @@ class Store:
 
     def mark_sending(self, row_id: int) -> int:
         """Commit `sending` before the request leaves; returns this attempt's number."""
-        with self._writer.begin() as conn:
+        with self._durable_writer.begin() as conn:
             return conn.execute(
                 update(Row)
                 .where(Row.id == row_id, Row.state == RowState.PENDING)
@@ -581,15 +585,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN ourselves: see _sqlite_begin
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # see _sqlite_begin for the durable ones
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
-    immediate = conn.get_execution_options().get("begin_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    options = conn.get_execution_options()
+    # In WAL mode a NORMAL commit survives a crash of the process but not of the machine.
+    # That is enough for every write but `sending`: losing it in a power cut would let a
+    # row that may have been sent be sent again, so that one commit waits for the disk.
+    synchronous = "FULL" if options.get("durable") else "NORMAL"
+    conn.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("begin_immediate") else "BEGIN")
 
 
 def _create_private_file(path: Path) -> None:
