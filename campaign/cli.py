@@ -24,8 +24,8 @@ from rich.console import Console
 from campaign import config as config_module
 from campaign import display, report, runner
 from campaign.client import DEFAULT_BASE_URL
-from campaign.errors import CampaignError, InputError, UsageError
-from campaign.model import RowState
+from campaign.errors import CampaignError, InputError, PreflightError, UsageError
+from campaign.model import RowState, Severity
 from campaign.runner import RunResult, RunSettings
 from campaign.store import Store
 
@@ -61,6 +61,13 @@ RateOption = Annotated[float, typer.Option(min=0.1, help="Requests per second, a
 TimeoutOption = Annotated[float, typer.Option(min=1, help="Seconds to wait for an answer.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")]
 VerboseOption = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")]
+EncodingOption = Annotated[
+    str | None, typer.Option(help="The CSV's encoding, when the guess is wrong.")
+]
+DelimiterOption = Annotated[
+    str | None, typer.Option(help="The CSV's separator, when the guess is wrong.")
+]
+SheetOption = Annotated[str | None, typer.Option(help="The XLSX sheet (default: the first).")]
 LogFormatOption = Annotated[
     str, typer.Option("--log-format", help="text, or json for log shippers.")
 ]
@@ -92,16 +99,25 @@ def friendly(command: F) -> F:
 def read_api_key(key_file: Path | None) -> str:
     """The API key, from a file or the environment; never from the command line."""
     if key_file is not None:
-        try:
-            key = key_file.read_text(encoding="utf-8").strip()
+        try:  # utf-8-sig: a key file saved by Notepad starts with a BOM
+            key = key_file.read_text(encoding="utf-8-sig").strip()
         except OSError as exc:
             raise UsageError(f"cannot read the API key file {key_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"the API key file {key_file} is not UTF-8 text") from None
         if not key:
             raise UsageError(f"the API key file {key_file} is empty")
-        return key
+        return _printable_key(key, f"the API key file {key_file}")
     key = os.environ.get("AUTOCALLS_API_KEY", "").strip()
     if not key:
         raise UsageError("no API key: set AUTOCALLS_API_KEY or pass --api-key-file")
+    return _printable_key(key, "AUTOCALLS_API_KEY")
+
+
+def _printable_key(key: str, source: str) -> str:
+    """An HTTP header takes printable ASCII only; refuse anything else without showing it."""
+    if not (key.isascii() and key.isprintable()):
+        raise UsageError(f"{source} holds characters an API key cannot have (not shown here)")
     return key
 
 
@@ -164,6 +180,9 @@ def run(
         str | None, typer.Option(help="Region of national numbers, e.g. GB.")
     ] = None,
     name_fallback: Annotated[str | None, typer.Option(help="Name for rows without one.")] = None,
+    encoding: EncodingOption = None,
+    delimiter: DelimiterOption = None,
+    sheet: SheetOption = None,
     skip_invalid: Annotated[
         bool | None, typer.Option(help="Skip invalid rows (recorded as skipped) instead.")
     ] = None,
@@ -207,6 +226,9 @@ def run(
             skip_invalid=values["skip_invalid"],
             block_red=values["block_red"],
             allow_partial=values["allow_partial"],
+            encoding=encoding,
+            delimiter=delimiter,
+            sheet=sheet,
         ),
         name=values["name"],
         quiet=quiet,
@@ -294,6 +316,121 @@ def retry(
     settings = run_settings(locals())
     retry_rows = runner.Retry(states, code)
     send_with_progress(runner.resume_campaign, name, settings, retry=retry_rows, quiet=quiet)
+
+
+@app.command()
+@friendly
+def validate(
+    recipients: Annotated[Path, typer.Argument(help="CSV or XLSX of recipients.")],
+    sender_id: Annotated[
+        int | None, typer.Option(help="With --template-id and a key: check the account too.")
+    ] = None,
+    template_id: Annotated[int | None, typer.Option(help="The template to check against.")] = None,
+    variables: Annotated[
+        str | None, typer.Option(help="Offline: the template's variables, e.g. name,date.")
+    ] = None,
+    default_region: Annotated[
+        str | None, typer.Option(help="Region of national numbers, e.g. GB.")
+    ] = None,
+    name_fallback: Annotated[str | None, typer.Option(help="Name for rows without one.")] = None,
+    encoding: EncodingOption = None,
+    delimiter: DelimiterOption = None,
+    sheet: SheetOption = None,
+    problems: Annotated[
+        Path | None,
+        typer.Option(help="Write every problem here as CSV.", dir_okay=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+    block_red: Annotated[bool, typer.Option(help="Refuse a RED sender.")] = False,
+    allow_partial: Annotated[bool, typer.Option(help="Accept a too-small daily tier.")] = False,
+) -> None:
+    """Find every problem of a recipients file before anything is sent.
+
+    Each problem names its spreadsheet row (the header is row 1). With --sender-id,
+    --template-id and an API key, also checks the sender, the template, the tier and the
+    balance. Exit 0 when no row is invalid (skipped duplicates are fine), 2 otherwise.
+    """
+    key = optional_api_key(api_key_file)
+    settings = RunSettings(
+        api_key=key,
+        base_url=base_url,
+        default_region=default_region,
+        name_fallback=name_fallback,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+        block_red=block_red,
+        allow_partial=allow_partial,
+    )
+    names = [v.strip() for v in variables.split(",")] if variables else None
+    notices: list[str] = []
+    try:
+        checked = anyio.run(
+            functools.partial(
+                runner.validate_file,
+                recipients,
+                settings,
+                sender_id=sender_id,
+                template_id=template_id,
+                variables=names,
+                on_notice=notices.append,
+            )
+        )
+    except PreflightError as exc:
+        if not as_json:
+            raise
+        print(
+            json.dumps(
+                {
+                    "valid_rows": 0,
+                    "invalid_rows": 0,
+                    "skipped_rows": 0,
+                    "problems": [
+                        {"row": None, "column": None, "code": "preflight", "message": str(exc)}
+                    ],
+                }
+            )
+        )
+        raise typer.Exit(exc.exit_code) from None
+    load = checked.load
+    if problems:
+        with problems.open("w", encoding="utf-8", newline="") as f:
+            report.write_problems_csv(load.problems, f)
+    if as_json:
+        print(json.dumps(report.validation_summary(load)))
+    else:
+        render_validation(checked, [*notices, *load.notices], problems)
+    raise typer.Exit(0 if load.ok else 2)
+
+
+def optional_api_key(key_file: Path | None) -> str:
+    """The API key if one is given; validate works without one."""
+    try:
+        return read_api_key(key_file)
+    except UsageError:
+        if key_file is not None:
+            raise
+        return ""
+
+
+def render_validation(checked: runner.Validation, notices: list[str], written: Path | None) -> None:
+    load = checked.load
+    warnings = sum(1 for p in load.problems if p.severity == Severity.WARNING)
+    for text in notices:
+        err.print(text, highlight=False)
+    if checked.tier:
+        err.print(f"[yellow]warning:[/] {checked.tier}", highlight=False)
+    shown = [p for p in load.problems if p.severity != Severity.SKIP] or load.problems
+    if shown:
+        err.print(display.problems_table(shown))
+    out.print(
+        f"{len(load.recipients)} valid, {len(load.invalid)} invalid, "
+        f"{len(load.skipped)} skipped, {warnings} warnings"
+    )
+    if written:
+        err.print(f"every problem is in {written}")
 
 
 def confirm_unknown(yes: bool) -> None:

@@ -1,19 +1,37 @@
 """Read a recipients spreadsheet (CSV or XLSX) into Recipients and Problems.
 
 `load_recipients` never prints and never raises for anything a user can feed it: every
-problem with the file or a row comes back as a `Problem`, named by its spreadsheet row
-(the header is row 1 when the file starts with it; blank lines count as rows; a quoted value
-spanning several lines is one row).
+problem with the file or a row comes back as a `Problem` naming its spreadsheet row, the way
+a spreadsheet shows it (blank lines count as rows, a quoted value spanning several lines is
+one row, the header is the first non-blank row — row 1 unless blank lines come first).
 
-Reading: the bytes decide the format, not the file name (`.xlsx` is a ZIP holding
-`xl/workbook.xml`; anything else that is text is CSV). CSV text is decoded from its BOM
-(UTF-8, UTF-16, UTF-32), else as UTF-8, else as cp1252 (with a notice); `encoding=` overrides.
-The separator is guessed among `,` `;` tab `|` from the first rows; `delimiter=` overrides.
-Rows are parsed with pandas' C parser (every value text, nothing turned into NaN); a file
-pandas refuses (rows with more cells than the header, a quote never closed) is read again
-with the csv module, which is slower but says which row is wrong.
+Reading
+  * The bytes decide the format, not the name: a ZIP holding xl/workbook.xml is an Excel
+    workbook (first sheet, or `sheet=`); other known formats (.xls, .ods, PDF, images,
+    archives) are refused by name; anything else must be text, read as CSV.
+  * CSV text: BOM (UTF-8/16/32), else UTF-16 without BOM if every other byte is zero, else
+    UTF-8, else cp1252 with a notice; `encoding=` overrides. Separator: `,` `;` tab `|`
+    guessed from the first rows, or Excel's "sep=;" first line, or `delimiter=`.
+  * Rows are parsed by pandas' C parser with every value kept as text ("NA", "null", "007",
+    "+44…" stay as written). A file pandas refuses (a quote never closed, an odd first row)
+    is read again with the csv module, which numbers rows the same way and finds the row
+    whose quote is never closed. Rows with more cells than the header are found on both
+    paths; empty trailing cells do not count.
+  * XLSX cells become the text a user sees: numbers keep every digit (447911123456, never
+    4.47911e11 or "….0"), booleans TRUE/FALSE, dates ISO. Values outside the header's
+    columns are an ignored, unnamed column (no too_many_cells for workbooks).
 
-Rules checked: see README of the brief / the docstring of `load_recipients`.
+Rules (each finding a Problem; see the codes listed in load_recipients)
+  * Phone: campaign.phones (E.164; Excel damage named; invalid numbers are errors).
+  * Duplicates: the first row with a number keeps it — even if that row has another error —
+    and later rows are skipped (SKIP, "duplicate of row N"); their other problems are not
+    reported, since they will never be sent.
+  * Name: trimmed; empty takes `name_fallback`; empty without fallback, or over 255
+    characters, is an error. No name column and no fallback is one file-level error.
+  * Variables: trimmed; empty, a line break or tab or more than four spaces in a row, over
+    1,600 characters, or (with `body_text`) a filled-in body over 1,024 characters: errors.
+  * Blank rows are ignored. A file-level ERROR empties `recipients` (nothing may be sent);
+    row-level errors only move their rows to `invalid`.
 """
 
 from __future__ import annotations
@@ -374,22 +392,24 @@ def _read_csv_pandas(data: bytes, delimiter: str, width: int) -> tuple[list[list
 
     for _attempt in range(4):
         try:
-            frame = pd.read_csv(
-                io.BytesIO(data),
-                sep=delimiter,
-                header=None,
-                names=list(range(width)),
-                index_col=False,
-                dtype=object,
-                na_filter=False,
-                keep_default_na=False,
-                skip_blank_lines=False,
-                quotechar='"',
-                doublequote=True,
-                engine="c",
-                encoding="utf-8",
-                low_memory=True,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                frame = pd.read_csv(
+                    io.BytesIO(data),
+                    sep=delimiter,
+                    header=None,
+                    names=list(range(width)),
+                    index_col=False,
+                    dtype=object,
+                    na_filter=False,
+                    keep_default_na=False,
+                    skip_blank_lines=False,
+                    quotechar='"',
+                    doublequote=True,
+                    engine="c",
+                    encoding="utf-8",
+                    low_memory=True,
+                )
         except pd.errors.ParserError as exc:
             match = _PANDAS_WIDTH.search(str(exc))
             if match is None or int(match.group(3)) <= width:
@@ -399,6 +419,10 @@ def _read_csv_pandas(data: bytes, delimiter: str, width: int) -> tuple[list[list
         except MemoryError:
             raise
         except Exception:
+            return None
+        if caught:
+            # e.g. "Length of header or names does not match length of data": pandas dropped
+            # cells of a first row wider than the header instead of refusing the file.
             return None
         columns = [frame[k].tolist() for k in range(width)]
         del frame
@@ -1075,12 +1099,22 @@ def load_recipients(
     delimiter: str | None = None,
     sheet: str | None = None,
 ) -> LoadResult:
-    """Read a CSV or XLSX file of recipients; never raises for bad input.
+    """Read a CSV or XLSX file of recipients; never raises for bad input, never prints.
 
-    `variables`: the template's variable names in the order of {{1}}, {{2}}…; the
-    Recipients' variables are then keyed "1", "2"… and filled from columns named either by
-    position or by name. None: every column other than phone and name is a variable, keyed by
-    its header. When any file-level ERROR is found, `recipients` is empty.
+    `variables`: the template's variable names in the order of {{1}}, {{2}}…; each
+    Recipient's variables are then keyed "1", "2"…, filled from the column named after the
+    position ("1", "{{1}}") or the name (case, spaces, underscores and dashes ignored). A name
+    no column gives is a file-level error; unused columns are listed in one notice.
+    None (template unknown): every column but phone and name is a variable, keyed by its
+    header as written (trimmed).
+
+    Problem codes. File level (row None): unreadable_file, empty_file, binary_file,
+    unsupported_format, bad_encoding, bad_delimiter, unknown_region, missing_sheet,
+    unclosed_quote, no_rows, missing_column, ambiguous_column, name_too_long (the fallback),
+    internal_error (a bug: never expected). Row level: missing_phone, invalid_phone,
+    excel_scientific, excel_float_repaired (WARNING), duplicate (SKIP), missing_name,
+    name_too_long, empty_variable, bad_whitespace, value_too_long, body_too_long,
+    too_many_cells. `invalid[i].reason` joins the row's ERROR messages with "; ".
     """
     result = LoadResult()
     file_problems: list[Problem] = []

@@ -2,9 +2,11 @@
 
 `PhoneNormalizer.normalize(raw)` turns one spreadsheet cell into a `PhoneResult`: the E.164
 form, or a problem code and a one-sentence message (an ERROR, or a WARNING when the value was
-repaired). Every distinct value costs exactly one `phonenumbers.parse` (two only when a number
-written without `+` is invalid as a national number of `default_region` and is then tried as an
-international one), and results are cached per raw value.
+repaired). A `PhoneNormalizer` caches results per raw value, so each distinct value is parsed
+once: one `phonenumbers.parse` for every number that turns out valid, except a number written
+without `+` that is invalid as a national number of `default_region` and valid as an
+international one (two); an invalid value may take a second parse to say why.
+Validity is phonenumbers' own rule (`is_valid_number`), computed by a faster equivalent.
 
 How a value is read:
 
@@ -57,7 +59,7 @@ _FORMATTING = dict.fromkeys(
     )
 )
 _SCIENTIFIC = re.compile(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+")
-_EXCEL_FLOAT = re.compile(r"(\+?\d+)[.,]0+")
+_EXCEL_FLOAT = re.compile(r"(\+?\d+)(?:\.0+|,0{1,2})")  # not ",000": a thousands separator
 _EXTENSION = re.compile(r"\d[\s.\-()]*(?:ext\.?|extension|x|#)\s*\d+\s*$", re.IGNORECASE)
 
 

@@ -15,7 +15,8 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from campaign.model import RowState
+from campaign.loader import LoadResult
+from campaign.model import Problem, RowState
 from campaign.store import CampaignInfo, Store
 
 COLUMNS = (
@@ -91,6 +92,30 @@ def campaign_summary(campaign: CampaignInfo) -> dict[str, Any]:
         "status": campaign.status,
         "halt_reason": campaign.halt_reason,
         "created_at": str(campaign.created_at),
+    }
+
+
+INPUT_PROBLEM_COLUMNS = ("row", "column", "value", "code", "message")
+
+
+def write_problems_csv(problems: list[Problem], out: TextIO) -> None:
+    """Every problem of a recipients file as `row,column,value,code,message`."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(INPUT_PROBLEM_COLUMNS)
+    for p in problems:
+        writer.writerow(neutralise(v) for v in (p.row, p.column, p.value, p.code, p.message))
+
+
+def validation_summary(load: LoadResult) -> dict[str, Any]:
+    """The JSON object of `campaign validate --json`."""
+    return {
+        "valid_rows": len(load.recipients),
+        "invalid_rows": len(load.invalid),
+        "skipped_rows": len(load.skipped),
+        "problems": [
+            {"row": p.row, "column": p.column, "code": p.code, "message": p.message}
+            for p in load.problems
+        ],
     }
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from campaign.client import DEFAULT_BASE_URL, AutocallsClient
 from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import CampaignBusy, InputError, NotFound, UsageError
-from campaign.limiter import AccountLimiter
+from campaign.limiter import AccountLimiter, Limiter, RateLimiter
 from campaign.loader import LoadResult, load_recipients
 from campaign.model import RowEvent, RowState
 from campaign.preflight import Preflight, check_account, check_tier
@@ -42,6 +42,9 @@ class RunSettings:
     skip_invalid: bool = False
     block_red: bool = False  # refuse a sender whose quality rating is RED
     allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
+    encoding: str | None = None  # of a CSV file, when the guess is wrong
+    delimiter: str | None = None
+    sheet: str | None = None  # of an XLSX workbook (default: the first)
     handle_signals: bool = False  # Ctrl-C and SIGTERM stop cleanly (the CLI turns it on)
 
 
@@ -180,13 +183,7 @@ async def _preflight(
 
 
 def _load(path: Path, settings: RunSettings, preflight: Preflight, notice: OnNotice) -> LoadResult:
-    loaded = load_recipients(
-        path,
-        variables=preflight.variables,
-        body_text=preflight.body_text,
-        default_region=settings.default_region,
-        name_fallback=settings.name_fallback,
-    )
+    loaded = read_file(path, settings, preflight.variables, preflight.body_text)
     for text in loaded.notices:
         notice(text)
     if not loaded.ok and not settings.skip_invalid:
@@ -201,6 +198,57 @@ def _load(path: Path, settings: RunSettings, preflight: Preflight, notice: OnNot
     if tier:
         notice(f"warning: {tier}")
     return loaded
+
+
+def read_file(
+    path: Path, settings: RunSettings, variables: list[str] | None, body_text: str | None
+) -> LoadResult:
+    return load_recipients(
+        path,
+        variables=variables,
+        body_text=body_text,
+        default_region=settings.default_region,
+        name_fallback=settings.name_fallback,
+        encoding=settings.encoding,
+        delimiter=settings.delimiter,
+        sheet=settings.sheet,
+    )
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What `campaign validate` found: the file's rows and, with a key, the account's word."""
+
+    load: LoadResult
+    preflight: Preflight | None = None
+    tier: str | None = None  # the sender's daily tier is too small for the file
+
+
+async def validate_file(
+    path: Path,
+    settings: RunSettings,
+    *,
+    sender_id: int | None = None,
+    template_id: int | None = None,
+    variables: list[str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_notice: OnNotice | None = None,
+) -> Validation:
+    """Check a file as `run` would, sending nothing; ask the account too when a key is set."""
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    preflight = None
+    if settings.api_key and sender_id is not None and template_id is not None:
+        notice = on_notice or (lambda text: None)
+        # No store here: a local limiter spaces these few reads (a 429 is waited out).
+        async with _client(settings, transport, RateLimiter(settings.rate)) as client:
+            preflight = await _preflight(client, sender_id, template_id, settings, notice)
+        variables = preflight.variables
+    loaded = read_file(path, settings, variables, preflight.body_text if preflight else None)
+    tier = None
+    if preflight is not None:
+        tier = check_tier(preflight, len(loaded.recipients), allow_partial=settings.allow_partial)
+    return Validation(loaded, preflight, tier)
 
 
 def _invalid_text(loaded: LoadResult) -> str:
@@ -240,7 +288,7 @@ def _limiter(store: Store, settings: RunSettings) -> AccountLimiter:
 
 
 def _client(
-    settings: RunSettings, transport: httpx.AsyncBaseTransport | None, limiter: AccountLimiter
+    settings: RunSettings, transport: httpx.AsyncBaseTransport | None, limiter: Limiter
 ) -> AutocallsClient:
     if not settings.api_key:
         raise UsageError("no API key: set AUTOCALLS_API_KEY or pass --api-key-file")

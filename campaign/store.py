@@ -178,7 +178,7 @@ class Store:
         sa.orm.configure_mappers()
         try:
             migrate(engine.execution_options(begin_immediate=True))
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DatabaseError as exc:  # also "file is not a database"
             raise StoreError(f"cannot open the store {_safe_url(url)}: {exc.orig}") from None
         return cls(engine)
 
