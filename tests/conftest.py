@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from campaign import sandbox as fake
 from campaign.runner import RunSettings
@@ -24,6 +27,43 @@ def anyio_backend() -> str:
 def db_path(tmp_path) -> str:
     """A fresh SQLite store file, as a path string."""
     return str(tmp_path / "campaigns.db")
+
+
+PG_URL = os.environ.get("CAMPAIGN_TEST_PG_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request, tmp_path):
+    """A fresh store: a SQLite file, then a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "campaigns.db")
+        return
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CAMPAIGN_TEST_PG_URL is not set: PostgreSQL tests must run under CI")
+        pytest.skip("CAMPAIGN_TEST_PG_URL is not set")
+    with postgres_database() as url:
+        yield url
+
+
+def postgres_database():
+    """A context manager: a new, empty database on the test server, dropped afterwards."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def database():
+        name = f"campaign_test_{uuid.uuid4().hex[:12]}"
+        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+
+    return database()
 
 
 def phone(i: int) -> str:

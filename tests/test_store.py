@@ -8,6 +8,7 @@ import subprocess
 import sys
 from importlib import resources
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -15,7 +16,7 @@ from alembic.script import ScriptDirectory
 
 from campaign import outcomes
 from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
-from campaign.store import Store
+from campaign.store import Store, database_url
 
 
 def new_campaign(store: Store, n: int = 3, name: str = "c"):
@@ -41,35 +42,35 @@ def head() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def test_open_creates_the_schema_by_migration(db_path):
+def test_open_creates_the_schema_by_migration(store_db):
     """Opening a new store runs the migrations to the newest revision."""
-    Store.open(db_path).close()
-    engine = sa.create_engine(f"sqlite:///{db_path}")
+    Store.open(store_db).close()
+    engine = sa.create_engine(database_url(store_db))
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == head()
         tables = set(sa.inspect(conn).get_table_names())
     assert {"campaigns", "rows", "attempts", "account_pace"} <= tables
 
 
-def test_an_old_store_is_upgraded_on_open(db_path):
+def test_an_old_store_is_upgraded_on_open(store_db):
     """A store left at the first revision is brought to the newest when opened."""
-    engine = sa.create_engine(f"sqlite:///{db_path}")
+    engine = sa.create_engine(database_url(store_db))
     config = alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     with store.engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == head()
     assert store.book_turn("acct", 0.2, 0.0) > 0
 
 
-def test_reopening_is_harmless(db_path):
+def test_reopening_is_harmless(store_db):
     """A second open finds the schema current and keeps the data."""
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     new_campaign(store)
     store.close()
-    assert Store.open(db_path).find_campaign("c") is not None
+    assert Store.open(store_db).find_campaign("c") is not None
 
 
 def test_new_store_file_is_private(db_path):
@@ -85,18 +86,18 @@ def test_wal_mode(db_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
-def test_rows_keep_spreadsheet_order_and_skips(db_path):
+def test_rows_keep_spreadsheet_order_and_skips(store_db):
     """Recipients and skipped rows are stored together in row order with their states."""
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     campaign = new_campaign(store)
     states = [(r.row, r.state) for r in store.report_rows(campaign.id)]
     assert states == [(2, "pending"), (3, "pending"), (4, "pending"), (5, "skipped")]
     assert store.counts(campaign.id)["skipped"] == 1
 
 
-def test_sending_then_sent_is_logged(db_path):
+def test_sending_then_sent_is_logged(store_db):
     """A row goes pending -> sending -> sent, and the attempt log has a line."""
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     campaign = new_campaign(store)
     row = store.due_rows(campaign.id, 1)[0]
     assert store.mark_sending(row.id) == 1
@@ -109,9 +110,9 @@ def test_sending_then_sent_is_logged(db_path):
         assert conn.scalar(sa.text("SELECT count(*) FROM attempts")) == 1
 
 
-def test_rows_left_sending_become_unknown(db_path):
+def test_rows_left_sending_become_unknown(store_db):
     """A row found `sending` (its run died mid-request) is marked unknown, never pending."""
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     campaign = new_campaign(store)
     row = store.due_rows(campaign.id, 1)[0]
     store.mark_sending(row.id)
@@ -120,11 +121,11 @@ def test_rows_left_sending_become_unknown(db_path):
     assert (line.state, line.error_code) == ("unknown", outcomes.INTERRUPTED)
 
 
-def test_retry_waits_until_due(db_path):
+def test_retry_waits_until_due(store_db):
     """A row put back with a retry time is not due before it."""
     import time
 
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     campaign = new_campaign(store, n=1)
     row = store.due_rows(campaign.id, 1)[0]
     store.mark_sending(row.id)
@@ -137,9 +138,9 @@ def test_retry_waits_until_due(db_path):
     assert store.next_retry_at(campaign.id) == later
 
 
-def test_one_lease_at_a_time(db_path):
+def test_one_lease_at_a_time(store_db):
     """While a run holds the lease no other run can take it; released, it can."""
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     campaign = new_campaign(store)
     assert store.acquire_lease(campaign.id, "host:1:a", ttl=30)
     assert not store.acquire_lease(campaign.id, "host:2:b", ttl=30)
@@ -147,20 +148,20 @@ def test_one_lease_at_a_time(db_path):
     assert store.acquire_lease(campaign.id, "host:2:b", ttl=30)
 
 
-def test_expired_lease_can_be_taken(db_path):
+def test_expired_lease_can_be_taken(store_db):
     """A lease nobody renewed expires."""
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     campaign = new_campaign(store)
     assert store.acquire_lease(campaign.id, "elsewhere:1:a", ttl=-1)
     assert store.acquire_lease(campaign.id, "elsewhere:2:b", ttl=30)
     assert not store.renew_lease(campaign.id, "elsewhere:1:a", ttl=30)
 
 
-def test_lease_of_a_dead_local_process_is_free_at_once(db_path):
+def test_lease_of_a_dead_local_process_is_free_at_once(store_db):
     """A lease whose holder on this host no longer exists does not wait for expiry."""
     import socket
 
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     campaign = new_campaign(store)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -173,9 +174,9 @@ def test_lease_of_a_dead_local_process_is_free_at_once(db_path):
     assert store.acquire_lease(campaign.id, f"{socket.gethostname()}:{os.getpid()}:y", ttl=30)
 
 
-def test_requeue_failed_by_code(db_path):
+def test_requeue_failed_by_code(store_db):
     """Failed rows of one code go back to pending; others stay."""
-    store = Store.open(db_path)
+    store = Store.open(store_db)
     campaign = new_campaign(store)
     for row, code in zip(store.due_rows(campaign.id, 3), ["A", "B", "A"], strict=True):
         store.mark_sending(row.id)
@@ -200,3 +201,29 @@ def test_url_password_is_not_shown(tmp_path):
     with pytest.raises(StoreError) as caught:
         Store.open("postgresql+psycopg://user:s3cret@127.0.0.1:1/none?connect_timeout=2")
     assert "s3cret" not in str(caught.value)
+
+
+def test_turns_are_booked_an_interval_apart(store_db):
+    """The account's turns come `interval` apart, whoever books them."""
+    first, second = Store.open(store_db), Store.open(store_db)
+    a = first.book_turn("acct", 0.2, 0.0)
+    b = second.book_turn("acct", 0.2, 0.0)
+    c = first.book_turn("acct", 0.2, 0.0)
+    assert b - a == pytest.approx(0.2) and c - b == pytest.approx(0.2)
+
+
+def test_a_pause_holds_the_next_turn(store_db):
+    """A 429's pause holds the account's next turn until it ends."""
+    import time
+
+    store = Store.open(store_db)
+    store.pause_account("acct", 5.0)
+    assert store.book_turn("acct", 0.2, 0.0) >= time.time() + 4.5
+
+
+def test_a_late_request_pushes_later_turns(store_db):
+    """A request that left late pushes the next free turn back by as much."""
+    store = Store.open(store_db)
+    turn = store.book_turn("acct", 0.2, 0.0)
+    store.delay_turns("acct", 0.05)
+    assert store.book_turn("acct", 0.2, 0.0) == pytest.approx(turn + 0.25)

@@ -1,0 +1,60 @@
+"""PostgreSQL as the store: every command works with --db postgresql+psycopg://…"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import PG_URL, SENDER, TEMPLATE, phone, postgres_database
+from typer.testing import CliRunner
+
+from campaign import sandbox as fake
+from campaign.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def pg_url():
+    """A new database on the test PostgreSQL server."""
+    if not PG_URL:
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail("CAMPAIGN_TEST_PG_URL is not set: PostgreSQL tests must run under CI")
+        pytest.skip("CAMPAIGN_TEST_PG_URL is not set")
+    with postgres_database() as url:
+        yield url
+
+
+def test_every_command_on_postgresql(pg_url, recipients, monkeypatch):
+    """run, status, report, list, resume and retry all work against PostgreSQL."""
+    sandbox = fake.Sandbox(balance=2, faults=fake.Faults(error_503_phones={phone(0)}))
+    with fake.running(sandbox) as base_url:
+        monkeypatch.setenv("AUTOCALLS_API_KEY", fake.DEFAULT_KEY)
+        monkeypatch.setenv("AUTOCALLS_BASE_URL", base_url)
+        monkeypatch.setenv("CAMPAIGN_DB", pg_url)
+        run = [
+            "run",
+            str(recipients(4)),
+            "--sender-id",
+            str(SENDER),
+            "--template-id",
+            str(TEMPLATE),
+            "--name",
+            "pg",
+            "--max-attempts",
+            "1",
+        ]
+        assert runner.invoke(app, run).exit_code == 3  # the balance runs out
+        status = json.loads(runner.invoke(app, ["status", "pg", "--json"]).stdout)
+        assert "INSUFFICIENT_BALANCE" in status["halt_reason"]
+        sandbox.top_up(10)
+        assert runner.invoke(app, ["resume", "pg"]).exit_code == 1  # phone(0) failed: 503s
+        sandbox.faults = fake.Faults()
+        assert runner.invoke(app, ["retry", "pg", "--failed"]).exit_code == 0
+        report = json.loads(runner.invoke(app, ["report", "pg", "--format", "json"]).stdout)
+        listed = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
+    assert [r["state"] for r in report["rows"]] == ["sent"] * 4
+    assert listed[0]["counts"]["sent"] == 4
+    assert sandbox.duplicates() == {}
