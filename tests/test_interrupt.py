@@ -1,0 +1,72 @@
+"""Ctrl-C: requests in flight finish and are recorded, the rest stays pending, exit 130."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import SENDER, TEMPLATE, write_recipients
+
+from campaign import sandbox as fake
+from campaign.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+    """SIGINT mid-run: exit 130, nothing left `sending`, every accepted send recorded."""
+    sandbox = fake.Sandbox(latency=0.8)  # answers slow enough that some are in flight
+    db = str(tmp_path / "c.db")
+    path = write_recipients(tmp_path / "list.csv", 30)
+    env = dict(os.environ, AUTOCALLS_API_KEY=fake.DEFAULT_KEY, CAMPAIGN_DB=db)
+    with fake.running(sandbox) as base_url:
+        command = [
+            sys.executable,
+            "-m",
+            "campaign",
+            "run",
+            str(path),
+            "--sender-id",
+            str(SENDER),
+            "--template-id",
+            str(TEMPLATE),
+            "--base-url",
+            base_url,
+        ]
+        proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        wait_for(lambda: len(sandbox.messages) >= 5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        assert "campaign resume" in stderr
+
+        store = Store.open(db)
+        campaign = store.campaigns()[0]
+        counts = store.counts(campaign.id)
+        assert counts["sending"] == 0 and counts["unknown"] == 0
+        assert counts["sent"] == len(sandbox.messages)  # in flight at the signal: recorded
+        assert counts["pending"] > 0
+
+        resumed = subprocess.run(
+            [*command[:3], "resume", campaign.name, "--base-url", base_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert resumed.returncode == 0, resumed.stderr
+    assert store.counts(campaign.id)["sent"] == 30
+    assert sandbox.duplicates() == {}
