@@ -12,7 +12,7 @@ excluded):
 
 (b) runs first, alone, so that resource.getrusage(RUSAGE_CHILDREN).ru_maxrss read by this
 process right after it is the peak resident memory of (b)'s process (the interpreter, pandas
-and everything it holds included). With --repeat K (default 2) the two run alternately K times
+and everything it holds included). With --repeat K (default 3) the two run alternately K times
 and each keeps its best time, since the machine may be busy with other work.
 Targets: time (b)/(a) <= 1.5, peak (b) < 1.5 GB.
 """
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=2,
+        default=3,
         help="run (b) and (a) this many times, alternately, and keep each one's best time "
         "(the machine may be shared)",
     )

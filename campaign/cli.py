@@ -61,6 +61,8 @@ RateOption = Annotated[float, typer.Option(min=0.1, help="Requests per second, a
 TimeoutOption = Annotated[float, typer.Option(min=1, help="Seconds to wait for an answer.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")]
 VerboseOption = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")]
+RegionOption = Annotated[str | None, typer.Option(help="Region of national numbers, e.g. GB.")]
+NameFallbackOption = Annotated[str | None, typer.Option(help="Name for rows without one.")]
 EncodingOption = Annotated[
     str | None, typer.Option(help="The CSV's encoding, when the guess is wrong.")
 ]
@@ -176,10 +178,8 @@ def run(
     max_attempts: Annotated[
         int | None, typer.Option(min=1, help="Tries of a row not processed.")
     ] = None,
-    default_region: Annotated[
-        str | None, typer.Option(help="Region of national numbers, e.g. GB.")
-    ] = None,
-    name_fallback: Annotated[str | None, typer.Option(help="Name for rows without one.")] = None,
+    default_region: RegionOption = None,
+    name_fallback: NameFallbackOption = None,
     encoding: EncodingOption = None,
     delimiter: DelimiterOption = None,
     sheet: SheetOption = None,
@@ -329,10 +329,8 @@ def validate(
     variables: Annotated[
         str | None, typer.Option(help="Offline: the template's variables, e.g. name,date.")
     ] = None,
-    default_region: Annotated[
-        str | None, typer.Option(help="Region of national numbers, e.g. GB.")
-    ] = None,
-    name_fallback: Annotated[str | None, typer.Option(help="Name for rows without one.")] = None,
+    default_region: RegionOption = None,
+    name_fallback: NameFallbackOption = None,
     encoding: EncodingOption = None,
     delimiter: DelimiterOption = None,
     sheet: SheetOption = None,

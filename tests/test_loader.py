@@ -359,6 +359,13 @@ def test_unreadable_paths(tmp_path):
     assert codes(load_recipients(None)) == [(None, "unreadable_file")]  # type: ignore[arg-type]
 
 
+def test_sheet_argument_for_a_csv_is_ignored_with_a_notice():
+    """sheet= on a CSV file changes nothing but says so."""
+    result = load("utf8.csv", sheet="Sheet1")
+    assert result.ok
+    assert any("ignored" in n for n in result.notices)
+
+
 def test_text_named_xlsx_is_read_as_csv(tmp_path):
     """The content decides the format; a notice says the name was misleading."""
     path = tmp_path / "list.xlsx"

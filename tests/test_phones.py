@@ -103,6 +103,14 @@ def test_trailing_dot_zero_is_repaired_with_a_warning():
     assert result.severity is Severity.WARNING
     assert "447911123456.0" in result.message
     assert normalize_phone("+447911123456.00").e164 == "+447911123456"
+    assert normalize_phone("447911123456,0").e164 == "+447911123456"  # a European Excel
+
+
+def test_thousands_separator_is_not_taken_for_a_float():
+    """447911123,000 is not "repaired" to 447911123: it is refused."""
+    result = normalize_phone("447911123,000")
+    assert result.e164 is None
+    assert result.code == "invalid_phone"
 
 
 def test_excel_damage_names_the_kind():
@@ -210,7 +218,7 @@ def test_fast_validity_matches_phonenumbers_on_every_example_number():
             assert e164_if_valid(number) == e164
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(
     country_code=st.sampled_from(sorted(COUNTRY_CODE_TO_REGION_CODE)),
     digits=st.text(alphabet="0123456789", min_size=3, max_size=14),
@@ -228,7 +236,7 @@ def test_fast_validity_matches_phonenumbers_on_random_numbers(country_code, digi
         )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(st.text(max_size=40), st.sampled_from([None, "GB", "US", "DE", "IN", "XX"]))
 def test_normalize_phone_never_raises(raw, region):
     """Any text gives a PhoneResult: E.164 starting with +, or an ERROR with a message."""
