@@ -1,8 +1,8 @@
 """Claim pending rows, hold the rate, send, and record each fate.
 
-Store calls run on the event loop's own thread: they take well under a millisecond, and
-a worker thread holding the GIL would delay sends by several (enough to crowd a server's
-one-second window).
+Store calls run on the event loop's own thread: they take a millisecond or two, between
+sends, while a worker thread holding the GIL would delay the sends themselves by several
+(enough to crowd a server's one-second window).
 
 One loop takes rows in spreadsheet order and launches each send as its own task, so
 that many requests can be in flight while they leave no faster than the limiter allows.
@@ -72,7 +72,7 @@ class Dispatcher:
         self.store = store
         self.client = client
         self.campaign = campaign
-        self.limiter = limiter  # the client's: we only read its pauses and set them
+        self.limiter = limiter  # the client's own: a 429 pauses it for every sender
         self.settings = settings
         self.on_row = on_row or (lambda event: None)
         self.result = DispatchResult()
