@@ -1,7 +1,11 @@
-"""Ctrl-C: requests in flight finish and are recorded, the rest stays pending, exit 130."""
+"""Ctrl-C: requests in flight finish and are recorded, the rest stays pending, exit 130.
+
+Also: while a run is active, `status` shows its rate and the time left.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -48,6 +52,11 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         wait_for(lambda: len(sandbox.messages) >= 5)
+        status = subprocess.run(
+            [*command[:3], "status", "--json"], env=env, capture_output=True, text=True, timeout=30
+        )
+        live = json.loads(status.stdout)[0]
+        assert live["active"] and live["rate"] > 0 and live["eta_seconds"] is not None
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
         assert proc.returncode == 130, stderr
