@@ -230,7 +230,7 @@ def outcome_of(response: httpx.Response) -> SendOutcome:
     code, message, fields, raw = parse_error_body(response)
     return SendOutcome(
         http_status=status,
-        error_code=code or (outcomes.RATE_LIMITED if status == 429 else None),
+        error_code=code or (outcomes.RATE_LIMITED if status == 429 else f"HTTP_{status}"),
         error_message=message,
         retry_after=_retry_after(response) if status == 429 else None,
         raw_body=raw,

@@ -23,6 +23,8 @@ TRANSPORT_ERROR = "TRANSPORT_ERROR"  # any other failure once the request may ha
 RATE_LIMITED = "RATE_LIMITED"
 VALIDATION_ERROR = "VALIDATION_ERROR"  # a Laravel-style 422 about this row's fields
 INTERRUPTED = "INTERRUPTED"  # found `sending` at start: the run before died mid-request
+# An error answer without an API code is named after its status, e.g. HTTP_503: the
+# status table below decides its fate, and `status` and `retry --code` can name it.
 
 # An API error code decides first.
 CODE_FATES: dict[str, Fate] = {

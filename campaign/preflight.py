@@ -108,4 +108,5 @@ def _api_problem(exc: ApiError) -> str:
         return "the API refused the key (401): check AUTOCALLS_API_KEY or --api-key-file"
     if exc.status is None:
         return f"cannot reach the API: {exc}"
-    return f"the API answered {exc.status} {exc.code or ''}: {exc}".replace("  ", " ")
+    code = f" {exc.code}" if exc.code else ""
+    return f"the API answered {exc.status}{code}: {exc}"

@@ -86,7 +86,7 @@ async def test_any_other_error_body_is_kept_raw(body):
     """HTML, empty or binary error bodies are survived and kept for the record."""
     outcome = await send_with(CannedApi(502, body))
     assert outcome.http_status == 502
-    assert outcome.error_code is None
+    assert outcome.error_code == "HTTP_502"
     assert outcome.error_message.startswith("HTTP 502")
     assert outcome.raw_body is not None
 

@@ -133,7 +133,7 @@ def test_fault_mix_ends_unknown_never_twice_and_costs_one_timeout(tmp_path):
     expected_code = {
         fake.DROP: outcomes.CONNECTION_DROPPED,
         fake.SLOW: outcomes.READ_TIMEOUT,
-        fake.ERROR_500: None,  # an HTML page: no code, the status decides
+        fake.ERROR_500: "HTTP_500",  # an HTML page: no API code, named after its status
     }
     for row in rows:
         fault = fault_of[row["phone"]]
