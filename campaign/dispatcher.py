@@ -65,7 +65,7 @@ class Dispatcher:
         store: Store,
         client: AutocallsClient,
         campaign: CampaignInfo,
-        limiter: Limiter,
+        limiter: Limiter | None,
         settings: DispatchSettings = DispatchSettings(),
         on_row: Callable[[RowEvent], None] | None = None,
     ) -> None:
@@ -170,7 +170,8 @@ class Dispatcher:
         """Retry-After when the server gave one (and pause everyone), else backoff with jitter."""
         if outcome.http_status == 429:
             wait = outcome.retry_after if outcome.retry_after is not None else 1.0
-            await self.limiter.pause(wait)
+            if self.limiter is not None:
+                await self.limiter.pause(wait)
             return wait
         ceiling = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)

@@ -13,11 +13,13 @@ import math
 import re
 from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from campaign.loader import LoadResult
 from campaign.model import Problem, RowState
 from campaign.store import CampaignInfo, Store
+
+if TYPE_CHECKING:
+    from campaign.loader import LoadResult
 
 COLUMNS = (
     "row",

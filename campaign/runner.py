@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -18,10 +19,12 @@ from campaign.client import DEFAULT_BASE_URL, AutocallsClient
 from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import CampaignBusy, InputError, NotFound, UsageError
 from campaign.limiter import AccountLimiter, Limiter, RateLimiter
-from campaign.loader import LoadResult, load_recipients
 from campaign.model import RowEvent, RowState
 from campaign.preflight import Preflight, check_account, check_tier
 from campaign.store import CampaignInfo, Store, lease_owner_id
+
+if TYPE_CHECKING:
+    from campaign.loader import LoadResult
 
 LEASE_TTL = 6.0  # seconds a killed run keeps others out, at most (less on the same host)
 LEASE_RENEW = 1.5
@@ -122,13 +125,22 @@ async def run_campaign(
                 f"{campaign.template_id}); choose another --name"
             )
         limiter = _limiter(store, settings)
+        owner = lease_owner_id()
+        loaded = None
         async with _client(settings, transport, limiter) as client:
-            preflight = await _preflight(client, sender_id, template_id, settings, notice)
-            loaded = None
-            if campaign is None:  # a resume does not read the file again
-                loaded = _load(path, settings, preflight, notice)
-                campaign = _create(store, name, print_, path, sender_id, template_id, loaded)
-            result = await _dispatch(store, client, limiter, campaign, settings, on_start, on_row)
+            try:
+                if campaign is None:
+                    preflight = await _preflight(client, sender_id, template_id, settings, notice)
+                    loaded = _load(path, settings, preflight, notice)
+                    new = (store, name, print_, path, sender_id, template_id, loaded, owner)
+                    campaign = _create(*new)
+                else:  # a resume does not read the file again
+                    _take_lease(store, campaign, owner)
+                    await _preflight(client, sender_id, template_id, settings, notice)
+                result = await _dispatch(store, client, campaign, owner, settings, on_start, on_row)
+            finally:
+                if campaign is not None:
+                    store.release_lease(campaign.id, owner)
         return dataclasses.replace(result, load=loaded)
     finally:
         store.close()
@@ -150,11 +162,16 @@ async def resume_campaign(
     try:
         campaign = find(store, name)
         limiter = _limiter(store, settings)
-        async with _client(settings, transport, limiter) as client:
-            await _preflight(client, campaign.sender_id, campaign.template_id, settings, notice)
-            return await _dispatch(
-                store, client, limiter, campaign, settings, on_start, on_row, retry, notice
-            )
+        owner = lease_owner_id()
+        _take_lease(store, campaign, owner)  # before anything else: a busy one refuses at once
+        try:
+            async with _client(settings, transport, limiter) as client:
+                await _preflight(client, campaign.sender_id, campaign.template_id, settings, notice)
+                return await _dispatch(
+                    store, client, campaign, owner, settings, on_start, on_row, retry, notice
+                )
+        finally:
+            store.release_lease(campaign.id, owner)
     finally:
         store.close()
 
@@ -203,6 +220,10 @@ def _load(path: Path, settings: RunSettings, preflight: Preflight, notice: OnNot
 def read_file(
     path: Path, settings: RunSettings, variables: list[str] | None, body_text: str | None
 ) -> LoadResult:
+    # Imported here: pandas takes a second to load, and a resume or a refused run
+    # (busy, bad flags) never reads a file.
+    from campaign.loader import load_recipients
+
     return load_recipients(
         path,
         variables=variables,
@@ -265,6 +286,7 @@ def _create(
     sender_id: int,
     template_id: int,
     loaded: LoadResult,
+    owner: str,
 ) -> CampaignInfo:
     try:
         return store.create_campaign(
@@ -275,6 +297,7 @@ def _create(
             template_id=template_id,
             recipients=loaded.recipients,
             skipped=loaded.skipped + loaded.invalid,
+            lease=(owner, LEASE_TTL),  # created holding the lease: no other run can start it
         )
     except sa.exc.IntegrityError:
         # Another run created it between our look and our insert: it is running it.
@@ -310,54 +333,59 @@ def _max_in_flight(settings: RunSettings) -> int:
 async def _dispatch(
     store: Store,
     client: AutocallsClient,
-    limiter: AccountLimiter,
     campaign: CampaignInfo,
+    owner: str,
     settings: RunSettings,
     on_start: OnStart | None,
     on_row: OnRow | None,
     retry: Retry | None = None,
     notice: OnNotice | None = None,
 ) -> RunResult:
-    owner = lease_owner_id()
-    if not store.acquire_lease(campaign.id, owner, LEASE_TTL):
-        raise CampaignBusy(
-            f"campaign {campaign.name!r} is being sent by another run; "
-            "try again when it has finished"
-        )
-    try:
-        store.mark_interrupted(campaign.id)
-        if retry is not None:  # under the lease, so no other run is sending them now
-            moved = store.requeue(campaign.id, retry.states, retry.code)
-            if notice:
-                notice(f"{moved} rows put back to pending")
-        store.set_status(campaign.id, "running")
-        if on_start:
-            on_start(campaign, store.counts(campaign.id))
-        dispatcher = Dispatcher(
-            store,
-            client,
-            campaign,
-            limiter,
-            DispatchSettings(
-                max_in_flight=_max_in_flight(settings), max_attempts=settings.max_attempts
-            ),
-            on_row,
-        )
-        async with anyio.create_task_group() as background:
-            background.start_soon(_keep_lease, store, campaign.id, owner, dispatcher)
-            if settings.handle_signals:
-                background.start_soon(_stop_on_signal, dispatcher)
-            result = await dispatcher.run()
-            background.cancel_scope.cancel()
-        status = "halted" if result.halt_reason else "stopped" if result.stopped else "finished"
-        store.set_status(campaign.id, status, result.halt_reason)
-    finally:
-        store.release_lease(campaign.id, owner)
+    """Send the campaign's pending rows; the caller holds the lease and gives it back."""
+    if not store.renew_lease(campaign.id, owner, LEASE_TTL):  # lost while we prepared
+        raise _busy(campaign)
+    store.mark_interrupted(campaign.id)
+    if retry is not None:  # under the lease, so no other run is sending them now
+        moved = store.requeue(campaign.id, retry.states, retry.code)
+        if notice:
+            notice(f"{moved} rows put back to pending")
+    store.set_status(campaign.id, "running")
+    if on_start:
+        on_start(campaign, store.counts(campaign.id))
+    dispatcher = Dispatcher(
+        store,
+        client,
+        campaign,
+        client.limiter,
+        DispatchSettings(
+            max_in_flight=_max_in_flight(settings), max_attempts=settings.max_attempts
+        ),
+        on_row,
+    )
+    async with anyio.create_task_group() as background:
+        background.start_soon(_keep_lease, store, campaign.id, owner, dispatcher)
+        if settings.handle_signals:
+            background.start_soon(_stop_on_signal, dispatcher)
+        result = await dispatcher.run()
+        background.cancel_scope.cancel()
+    status = "halted" if result.halt_reason else "stopped" if result.stopped else "finished"
+    store.set_status(campaign.id, status, result.halt_reason)
     return RunResult(
         campaign=store.find_campaign(campaign.name) or campaign,
         counts=store.counts(campaign.id),
         halt_reason=result.halt_reason,
         stopped=result.stopped,
+    )
+
+
+def _take_lease(store: Store, campaign: CampaignInfo, owner: str) -> None:
+    if not store.acquire_lease(campaign.id, owner, LEASE_TTL):
+        raise _busy(campaign)
+
+
+def _busy(campaign: CampaignInfo) -> CampaignBusy:
+    return CampaignBusy(
+        f"campaign {campaign.name!r} is being sent by another run; try again when it has finished"
     )
 
 

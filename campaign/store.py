@@ -207,8 +207,13 @@ class Store:
         template_id: int,
         recipients: Iterable[Recipient],
         skipped: Iterable[SkippedRow] = (),
+        lease: tuple[str, float] | None = None,
     ) -> CampaignInfo:
-        """Store a campaign and every one of its rows in one transaction."""
+        """Store a campaign and every one of its rows in one transaction.
+
+        `lease` (owner, seconds): create it already held by that run, so that no other
+        run can start it between its creation and the first send.
+        """
         recipients, skipped = list(recipients), list(skipped)
         rows = heapq.merge(
             map(_pending_row, recipients), map(_skipped_row, skipped), key=itemgetter("row")
@@ -223,6 +228,8 @@ class Store:
                     sender_id=sender_id,
                     template_id=template_id,
                     total_rows=len(recipients) + len(skipped),
+                    lease_owner=lease[0] if lease else None,
+                    lease_expires_at=time.time() + lease[1] if lease else None,
                 ),
             ).scalar_one()
             while chunk := list(islice(rows, INSERT_CHUNK)):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -102,3 +105,38 @@ def settings_for(db: str, **overrides) -> RunSettings:
 
 def in_process(sandbox: fake.Sandbox) -> httpx.AsyncBaseTransport:
     return httpx.ASGITransport(app=sandbox.app)
+
+
+def cli_env(db: str) -> dict[str, str]:
+    """The environment of a `campaign` subprocess: the sandbox's key and this store."""
+    env = dict(os.environ, AUTOCALLS_API_KEY=fake.DEFAULT_KEY, CAMPAIGN_DB=db)
+    env.pop("AUTOCALLS_BASE_URL", None)
+    return env
+
+
+def campaign_argv(*args: object) -> list[str]:
+    """The command line of `python -m campaign ARGS`, as a real user runs it."""
+    return [sys.executable, "-m", "campaign", *map(str, args)]
+
+
+def run_argv(path: Path, base_url: str, *more: object, template: int = TEMPLATE) -> list[str]:
+    """`campaign run PATH` for the sandbox's demo sender (and template) at `base_url`."""
+    return campaign_argv(
+        "run",
+        path,
+        "--sender-id",
+        SENDER,
+        "--template-id",
+        template,
+        "--base-url",
+        base_url,
+        *more,
+    )
+
+
+def wait_for(condition: Callable[[], bool], bound: float = 30.0, what: str = "it") -> None:
+    """Poll `condition` until it holds; fail after `bound` seconds."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)

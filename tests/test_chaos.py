@@ -8,12 +8,11 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import pytest
-from conftest import SENDER, TEMPLATE, write_recipients
+from conftest import campaign_argv, cli_env, run_argv, write_recipients
 
 from campaign import outcomes
 from campaign import sandbox as fake
@@ -25,33 +24,6 @@ LATENCY = (0.05, 0.5)
 ROWS = 300
 KILLS = 10
 RECORDING = 0.5  # seconds a killed run may have had an answer without recording it
-
-
-def cli_env(db: str) -> dict[str, str]:
-    env = dict(os.environ, AUTOCALLS_API_KEY=fake.DEFAULT_KEY, CAMPAIGN_DB=db)
-    env.pop("AUTOCALLS_BASE_URL", None)
-    return env
-
-
-def run_command(path, base_url: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "campaign",
-        "run",
-        str(path),
-        "--sender-id",
-        str(SENDER),
-        "--template-id",
-        str(TEMPLATE),
-        "--base-url",
-        base_url,
-        "--rate",
-        str(RATE),
-        "--timeout",
-        "5",
-        "-q",
-    ]
 
 
 def sends(sandbox: fake.Sandbox) -> int:
@@ -89,7 +61,7 @@ def test_ten_sigkills_at_random_moments_never_send_twice(tmp_path):
         while finished is None:
             assert time.monotonic() < deadline, "the campaign never finished"
             proc = subprocess.Popen(
-                run_command(path, base_url),
+                run_argv(path, base_url, "--rate", RATE, "--timeout", 5, "-q"),
                 env=cli_env(db),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -165,7 +137,7 @@ def test_two_runs_started_together_one_sends_the_other_exits_4_at_once(tmp_path)
 
     def start() -> subprocess.Popen[str]:
         return subprocess.Popen(
-            run_command(path, base_url),
+            run_argv(path, base_url, "--rate", RATE, "--timeout", 5, "-q"),
             env=cli_env(db),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -198,7 +170,7 @@ def test_two_runs_started_together_one_sends_the_other_exits_4_at_once(tmp_path)
             assert winner.poll() is None, "the winner ended too soon for this check"
             baseline_started = time.monotonic()
             status = subprocess.run(
-                [sys.executable, "-m", "campaign", "status", "--json"],
+                campaign_argv("status", "--json"),
                 env=cli_env(db),
                 capture_output=True,
                 timeout=30,

@@ -6,14 +6,11 @@ Also: while a run is active, `status` shows its rate and the time left.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
-from conftest import SENDER, TEMPLATE, write_recipients
+from conftest import campaign_argv, cli_env, run_argv, wait_for, write_recipients
 
 from campaign import sandbox as fake
 from campaign.store import Store
@@ -21,39 +18,20 @@ from campaign.store import Store
 pytestmark = pytest.mark.slow
 
 
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     """SIGINT mid-run: exit 130, nothing left `sending`, every accepted send recorded."""
     sandbox = fake.Sandbox(latency=0.8)  # answers slow enough that some are in flight
     db = str(tmp_path / "c.db")
     path = write_recipients(tmp_path / "list.csv", 30)
-    env = dict(os.environ, AUTOCALLS_API_KEY=fake.DEFAULT_KEY, CAMPAIGN_DB=db)
+    env = cli_env(db)
     with fake.running(sandbox) as base_url:
-        command = [
-            sys.executable,
-            "-m",
-            "campaign",
-            "run",
-            str(path),
-            "--sender-id",
-            str(SENDER),
-            "--template-id",
-            str(TEMPLATE),
-            "--base-url",
-            base_url,
-        ]
+        command = run_argv(path, base_url)
         proc = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         wait_for(lambda: len(sandbox.messages) >= 5)
         status = subprocess.run(
-            [*command[:3], "status", "--json"], env=env, capture_output=True, text=True, timeout=30
+            campaign_argv("status", "--json"), env=env, capture_output=True, text=True, timeout=30
         )
         live = json.loads(status.stdout)[0]
         assert live["active"] and live["rate"] > 0 and live["eta_seconds"] is not None
@@ -70,7 +48,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
         assert counts["pending"] > 0
 
         resumed = subprocess.run(
-            [*command[:3], "resume", campaign.name, "--base-url", base_url],
+            campaign_argv("resume", campaign.name, "--base-url", base_url),
             env=env,
             capture_output=True,
             text=True,

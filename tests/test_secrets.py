@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import SENDER, TEMPLATE, phone, write_recipients
+from conftest import SENDER, TEMPLATE, campaign_argv, phone, write_recipients
 
 from campaign import sandbox as fake
 
@@ -44,7 +43,7 @@ class Cli:
         if key is not None:
             env["AUTOCALLS_API_KEY"] = key
         return subprocess.Popen(
-            [sys.executable, "-m", "campaign", *args],
+            campaign_argv(*args),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
