@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from conftest import PG_URL, SENDER, TEMPLATE, phone, postgres_database
+from conftest import SENDER, TEMPLATE, phone
 from typer.testing import CliRunner
 
 from campaign import sandbox as fake
 from campaign.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def pg_url():
-    """A new database on the test PostgreSQL server."""
-    if not PG_URL:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("CAMPAIGN_TEST_PG_URL is not set: PostgreSQL tests must run under CI")
-        pytest.skip("CAMPAIGN_TEST_PG_URL is not set")
-    with postgres_database() as url:
-        yield url
 
 
 def test_every_command_on_postgresql(pg_url, recipients, monkeypatch):
