@@ -27,6 +27,16 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
+def api(monkeypatch):
+    """A sandbox on loopback, with the key and its address in the environment."""
+    sandbox = fake.Sandbox()
+    with fake.running(sandbox) as base_url:
+        monkeypatch.setenv("AUTOCALLS_API_KEY", fake.DEFAULT_KEY)
+        monkeypatch.setenv("AUTOCALLS_BASE_URL", base_url)
+        yield sandbox
+
+
+@pytest.fixture
 def db_path(tmp_path) -> str:
     """A fresh SQLite store file, as a path string."""
     return str(tmp_path / "campaigns.db")

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 
-import pytest
 from conftest import SENDER, TEMPLATE, phone
 from typer.testing import CliRunner
 
@@ -15,16 +14,6 @@ from campaign.cli import app
 from campaign.report import COLUMNS
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def api(monkeypatch):
-    """A sandbox on loopback, with the environment pointing at it."""
-    sandbox = fake.Sandbox()
-    with fake.running(sandbox) as base_url:
-        monkeypatch.setenv("AUTOCALLS_API_KEY", fake.DEFAULT_KEY)
-        monkeypatch.setenv("AUTOCALLS_BASE_URL", base_url)
-        yield sandbox
 
 
 def run_args(path, db) -> list[str]:

@@ -16,16 +16,6 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def api(monkeypatch):
-    """A sandbox on loopback, with the key and address in the environment."""
-    sandbox = fake.Sandbox()
-    with fake.running(sandbox) as base_url:
-        monkeypatch.setenv("AUTOCALLS_API_KEY", fake.DEFAULT_KEY)
-        monkeypatch.setenv("AUTOCALLS_BASE_URL", base_url)
-        yield sandbox
-
-
-@pytest.fixture
 def no_key(monkeypatch):
     monkeypatch.delenv("AUTOCALLS_API_KEY", raising=False)
 
