@@ -75,3 +75,36 @@ def test_rejects_a_rate_of_zero():
     """A rate must be positive."""
     with pytest.raises(ValueError):
         RateLimiter(0)
+
+
+async def test_account_limiters_on_one_store_share_the_limit(db_path):
+    """Two runs' limiters on one store and account: together at most `rate` a second."""
+    from campaign.limiter import AccountLimiter
+    from campaign.store import Store
+
+    first = AccountLimiter(Store.open(db_path), "acct", 20)
+    second = AccountLimiter(Store.open(db_path), "acct", 20)
+    times: list[float] = []
+
+    async def run(limiter: AccountLimiter) -> None:
+        for _ in range(15):
+            await limiter.wait_turn()
+            times.append(anyio.current_time())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, first)
+        tg.start_soon(run, second)
+    assert most_in_one_second(sorted(times)) <= 20
+
+
+async def test_a_late_request_pushes_the_next_turns(db_path):
+    """A request that left later than usual moves the account's later turns back."""
+    from campaign.limiter import AccountLimiter
+    from campaign.store import Store
+
+    limiter = AccountLimiter(Store.open(db_path), "acct", 10)
+    turn = await limiter.wait_turn()
+    limiter.left(turn, turn + 0.001)  # the usual small delay
+    turn = await limiter.wait_turn()
+    limiter.left(turn, turn + 0.051)  # 50 ms later than usual
+    assert await limiter.wait_turn() >= turn + limiter.interval + 0.049
