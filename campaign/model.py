@@ -38,6 +38,7 @@ class SkippedRow:
     phone: str  # E.164 when it could be normalised, else the raw value
     name: str
     reason: str
+    code: str = "SKIPPED"  # stored as the row's error code: DUPLICATE, INVALID_ROW…
 
 
 class Severity(enum.StrEnum):

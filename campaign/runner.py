@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,7 +140,7 @@ async def run_campaign(
             finally:
                 if campaign is not None:
                     store.release_lease(campaign.id, owner)
-        return dataclasses.replace(result, load=loaded)
+        return replace(result, load=loaded)
     finally:
         store.close()
 
@@ -296,7 +295,8 @@ def _create(
             sender_id=sender_id,
             template_id=template_id,
             recipients=loaded.recipients,
-            skipped=loaded.skipped + loaded.invalid,
+            skipped=[replace(s, code="DUPLICATE") for s in loaded.skipped]
+            + [replace(s, code="INVALID_ROW") for s in loaded.invalid],
             lease=(owner, LEASE_TTL),  # created holding the lease: no other run can start it
         )
     except sa.exc.IntegrityError:

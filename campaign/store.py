@@ -674,6 +674,6 @@ def _skipped_row(s: SkippedRow) -> dict[str, Any]:
         name=s.name,
         variables={},
         state=RowState.SKIPPED,
-        error_code="SKIPPED",
+        error_code=s.code,
         error_message=s.reason,
     )
