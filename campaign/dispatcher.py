@@ -25,7 +25,6 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from campaign.client import AutocallsClient
-from campaign.limiter import Limiter
 from campaign.model import Fate, RowEvent, RowState, SendOutcome
 from campaign.outcomes import fate_of
 from campaign.store import CampaignInfo, RowToSend, Store
@@ -65,14 +64,12 @@ class Dispatcher:
         store: Store,
         client: AutocallsClient,
         campaign: CampaignInfo,
-        limiter: Limiter | None,
         settings: DispatchSettings = DispatchSettings(),
         on_row: Callable[[RowEvent], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.campaign = campaign
-        self.limiter = limiter  # the client's own: a 429 pauses it for every sender
         self.settings = settings
         self.on_row = on_row or (lambda event: None)
         self.result = DispatchResult()
@@ -170,8 +167,8 @@ class Dispatcher:
         """Retry-After when the server gave one (and pause everyone), else backoff with jitter."""
         if outcome.http_status == 429:
             wait = outcome.retry_after if outcome.retry_after is not None else 1.0
-            if self.limiter is not None:
-                await self.limiter.pause(wait)
+            if self.client.limiter is not None:  # a 429 pauses every sender of the account
+                await self.client.limiter.pause(wait)
             return wait
         ceiling = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)

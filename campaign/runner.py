@@ -356,7 +356,6 @@ async def _dispatch(
         store,
         client,
         campaign,
-        client.limiter,
         DispatchSettings(
             max_in_flight=_max_in_flight(settings), max_attempts=settings.max_attempts
         ),

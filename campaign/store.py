@@ -135,7 +135,6 @@ class CampaignInfo:
 class RowToSend:
     id: int
     recipient: Recipient
-    attempts: int
 
 
 def database_url(db: str | None) -> str:
@@ -351,7 +350,12 @@ class Store:
 
     def mark_interrupted(self, campaign_id: int) -> int:
         """Rows left `sending` by a run that died become `unknown`: they may have been sent."""
-        message = "the previous run stopped while this request was in flight; it may have been sent"
+        interrupted = SendOutcome(
+            http_status=None,
+            error_code=outcomes.INTERRUPTED,
+            error_message="the previous run stopped while this request was in flight; "
+            "it may have been sent",
+        )
         with self._writer.begin() as conn:
             stuck = conn.execute(
                 select(Row.id, Row.attempts).where(
@@ -364,29 +368,19 @@ class Store:
                     .where(Row.id == row_id)
                     .values(
                         state=RowState.UNKNOWN,
-                        error_code=outcomes.INTERRUPTED,
-                        error_message=message,
+                        error_code=interrupted.error_code,
+                        error_message=interrupted.error_message,
                         updated_at=utcnow(),
                     )
                 )
-                conn.execute(
-                    sa.insert(Attempt),
-                    dict(
-                        campaign_id=campaign_id,
-                        row_id=row_id,
-                        number=attempts,
-                        fate=Fate.UNKNOWN,
-                        error_code=outcomes.INTERRUPTED,
-                        error_message=message,
-                    ),
-                )
+                _log_attempt(conn, campaign_id, row_id, attempts, interrupted, Fate.UNKNOWN)
         return len(stuck)
 
     def due_rows(self, campaign_id: int, limit: int) -> list[RowToSend]:
         """Pending rows whose retry time has come, in spreadsheet order."""
         now = time.time()
         query = (
-            select(Row.id, Row.row, Row.phone, Row.name, Row.variables, Row.attempts)
+            select(Row.id, Row.row, Row.phone, Row.name, Row.variables)
             .where(
                 Row.campaign_id == campaign_id,
                 Row.state == RowState.PENDING,
@@ -398,8 +392,7 @@ class Store:
         with self.engine.connect() as conn:
             found = conn.execute(query).all()
         return [
-            RowToSend(r.id, Recipient(r.row, r.phone, r.name, r.variables or {}), r.attempts)
-            for r in found
+            RowToSend(r.id, Recipient(r.row, r.phone, r.name, r.variables or {})) for r in found
         ]
 
     def next_retry_at(self, campaign_id: int) -> float | None:
@@ -464,19 +457,7 @@ class Store:
             )
         with self._writer.begin() as conn:
             conn.execute(update(Row).where(Row.id == row_id).values(**values))
-            conn.execute(
-                sa.insert(Attempt),
-                dict(
-                    campaign_id=campaign_id,
-                    row_id=row_id,
-                    number=attempt,
-                    fate=fate,
-                    http_status=outcome.http_status,
-                    error_code=outcome.error_code,
-                    error_message=outcome.error_message,
-                    raw_body=outcome.raw_body,
-                ),
-            )
+            _log_attempt(conn, campaign_id, row_id, attempt, outcome, fate)
 
     def requeue(self, campaign_id: int, states: Iterable[RowState], code: str | None = None) -> int:
         """Put rows in `states` (optionally only those with `code`) back to pending."""
@@ -572,6 +553,30 @@ class Store:
                 .order_by(Row.row)
             )
             yield from result
+
+
+def _log_attempt(
+    conn: sa.Connection,
+    campaign_id: int,
+    row_id: int,
+    number: int,
+    outcome: SendOutcome,
+    fate: Fate,
+) -> None:
+    """Append one line to the attempt log, in the caller's transaction."""
+    conn.execute(
+        sa.insert(Attempt),
+        dict(
+            campaign_id=campaign_id,
+            row_id=row_id,
+            number=number,
+            fate=fate,
+            http_status=outcome.http_status,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            raw_body=outcome.raw_body,
+        ),
+    )
 
 
 def migrate(engine: Engine) -> None:
