@@ -8,6 +8,7 @@ built here contains it.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import time
@@ -60,6 +61,17 @@ def check_base_url(url: str) -> str:
         )
     root = str(parsed).rstrip("/")
     return root.removesuffix("/api")
+
+
+def account_id(base_url: str, api_key: str) -> str:
+    """A hash naming the account: the API root, normalised, and the key; never the key itself.
+
+    `https://HOST`, `https://host/`, `https://host:443/api` are one account, so every
+    run, whatever spelling its --base-url has, shares one pace and one history.
+    """
+    url = httpx.URL(check_base_url(base_url))
+    root = f"{url.scheme}://{url.host}:{url.port or ''}{url.path.rstrip('/')}"
+    return hashlib.sha256(f"{root}|{api_key}".encode()).hexdigest()[:32]
 
 
 def _is_loopback(host: str) -> bool:

@@ -14,7 +14,7 @@ import anyio
 import httpx
 import sqlalchemy as sa
 
-from campaign.client import DEFAULT_BASE_URL, AutocallsClient
+from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import CampaignBusy, InputError, NotFound, UsageError
 from campaign.limiter import AccountLimiter, Limiter, RateLimiter
@@ -306,8 +306,7 @@ def _create(
 
 def _limiter(store: Store, settings: RunSettings) -> AccountLimiter:
     """The pace every run on this account shares, named by a hash of its key and address."""
-    account = hashlib.sha256(f"{settings.base_url}|{settings.api_key}".encode()).hexdigest()
-    return AccountLimiter(store, account[:32], settings.rate)
+    return AccountLimiter(store, account_id(settings.base_url, settings.api_key), settings.rate)
 
 
 def _client(

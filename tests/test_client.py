@@ -163,3 +163,14 @@ def test_plain_http_is_refused_off_loopback(url):
 def test_accepted_base_urls(url, root):
     """https anywhere, http on loopback; a trailing /api is tolerated."""
     assert check_base_url(url) == root
+
+
+def test_one_account_whatever_the_spelling_of_its_address():
+    """The account is named by a normalised API root and the key: spellings do not split it."""
+    from campaign.client import account_id
+
+    spellings = ["https://HOST", "https://host/", "https://host/api", "https://host:443/api/"]
+    assert len({account_id(url, "key") for url in spellings}) == 1
+    assert account_id("https://host:8443", "key") != account_id("https://host", "key")
+    assert account_id("https://host", "other") != account_id("https://host", "key")
+    assert "key" not in account_id("https://host", "key")
