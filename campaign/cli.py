@@ -20,6 +20,7 @@ import httpx
 import typer
 from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
+from rich.markup import escape  # server and file text is printed as written, never as markup
 
 from campaign import config as config_module
 from campaign import display, report, runner
@@ -80,7 +81,11 @@ def main() -> None:
 
 
 def friendly(command: F) -> F:
-    """Turn the library's errors into one clear line and their exit code."""
+    """Turn the library's errors into one clear line and their exit code.
+
+    The line is never wrapped (soft_wrap): a script or a log reads it whole. Texts that
+    come from a server or a file are escaped: `[redacted]` or `[/]` are not rich markup.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -89,10 +94,10 @@ def friendly(command: F) -> F:
         except InputError as exc:
             if exc.problems:
                 err.print(display.problems_table(exc.problems))
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except CampaignError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -417,7 +422,7 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
     load = checked.load
     warnings = sum(1 for p in load.problems if p.severity == Severity.WARNING)
     for text in notices:
-        err.print(text, highlight=False)
+        err.print(text, highlight=False, markup=False)
     if checked.tier:
         err.print(f"[yellow]warning:[/] {checked.tier}", highlight=False)
     shown = [p for p in load.problems if p.severity != Severity.SKIP] or load.problems
@@ -448,7 +453,7 @@ def finish(result: RunResult) -> None:
     """Print a run's summary and leave with its exit code."""
     out.print(display.counts_table(f"campaign {result.campaign.name}", result.counts))
     if result.halt_reason:
-        err.print(f"[red]halted:[/] {result.halt_reason}", highlight=False)
+        err.print(f"[red]halted:[/] {escape(result.halt_reason)}", highlight=False, soft_wrap=True)
         err.print("fix the cause, then run the same command again to send the rest")
     elif result.stopped:
         err.print(f"stopped; resume with: campaign resume {result.campaign.name}")
@@ -502,7 +507,8 @@ def render_status(state: dict[str, Any]) -> None:
             display.error_table((e["state"], e["error_code"], e["rows"]) for e in state["errors"])
         )
     if state["halt_reason"]:
-        out.print(f"[red]halted:[/] {state['halt_reason']}", highlight=False)
+        halt_reason = escape(state["halt_reason"])
+        out.print(f"[red]halted:[/] {halt_reason}", highlight=False, soft_wrap=True)
     if state["active"]:
         eta = state["eta_seconds"]
         out.print(f"running: {state['rate']}/s" + (f", about {eta} s left" if eta else ""))

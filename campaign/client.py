@@ -2,8 +2,10 @@
 
 Every request takes a turn from the limiter first, so none can bypass the rate.
 A send never raises: whatever happens on the wire becomes a `SendOutcome` whose fate
-`outcomes.fate_of` decides. The API key lives only in the client's headers; no message
-built here contains it.
+`outcomes.fate_of` decides. The API key lives only in the client's headers, and every
+text the server wrote passes the client's `Redactor` as it is read (`read_answer`,
+`_describe`), so a server that echoes the key cannot put it in an outcome, an
+`ApiError`, a JSON answer or httpx's log lines.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -23,10 +27,19 @@ from campaign import outcomes
 from campaign.errors import UsageError
 from campaign.limiter import Limiter
 from campaign.model import Recipient, SendOutcome
+from campaign.redact import Redactor
 
 DEFAULT_BASE_URL = "https://app.autocalls.ai"
 RAW_BODY_LIMIT = 2000  # characters of an unexpected body kept for the record
 GET_ATTEMPTS = 5  # tries of a read that met a 429 or 503
+# What Laravel answers a JSON request while the application is down for maintenance
+# (`php artisan down`): PreventRequestsDuringMaintenance throws HttpException(503,
+# "Service Unavailable") before any route runs, and the exception handler renders an
+# HTTP exception as {"message": <its message>}. Only this exact answer proves that the
+# API refused a send unprocessed; a proxy's 503 (an HTML page, an empty body, other JSON)
+# may come after the application sent the message.
+MAINTENANCE_STATUS = 503
+MAINTENANCE_BODY = {"message": "Service Unavailable"}
 
 # Transport errors, most specific first: which of ours each one is.
 TRANSPORT_CODES: list[tuple[type[Exception], str]] = [
@@ -98,6 +111,10 @@ class AutocallsClient:
     ) -> None:
         root = check_base_url(base_url)
         self.limiter = limiter
+        self._redact = Redactor.for_api_key(api_key)
+        # httpx logs each answer's reason phrase, which the server chose.
+        self._log_filter = _RedactingFilter(self._redact)
+        logging.getLogger("httpx").addFilter(self._log_filter)
         self._traced = transport is None  # httpx's own transport reports when it has written
         self._http = httpx.AsyncClient(
             base_url=f"{root}/api",
@@ -112,6 +129,7 @@ class AutocallsClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        logging.getLogger("httpx").removeFilter(self._log_filter)
         await self._http.aclose()
 
     async def send_template(
@@ -140,8 +158,8 @@ class AutocallsClient:
                 "POST", "/user/whatsapp/send", before_send, on_written, json=payload
             )
         except Exception as exc:  # the outcome table decides: never a crash
-            return _transport_outcome(exc)
-        return None if response is None else outcome_of(response)
+            return _transport_outcome(exc, self._redact)
+        return None if response is None else outcome_of(read_answer(response, self._redact))
 
     async def senders(self) -> list[dict[str, Any]]:
         """Every sender of the account, online or not."""
@@ -207,19 +225,19 @@ class AutocallsClient:
             try:
                 response = await self._request("GET", path, params=params)
             except httpx.HTTPError as exc:
-                raise ApiError(None, None, f"{path}: {_describe(exc)}") from None
+                raise ApiError(None, None, f"{path}: {_describe(exc, self._redact)}") from None
             assert response is not None
             if response.status_code not in (429, 503):
                 break
             if self.limiter is not None:
                 await self.limiter.pause(_retry_after(response) or 1.0)
-        if response.status_code != 200:
-            code, message, _, _ = parse_error_body(response)
-            raise ApiError(response.status_code, code, f"{path}: {message}")
-        try:
-            return response.json()
-        except ValueError:
-            raise ApiError(200, None, f"{path}: the answer is not JSON") from None
+        answer = read_answer(response, self._redact)
+        if answer.status != 200:
+            code, message, _, _ = parse_error_body(answer)
+            raise ApiError(answer.status, code, f"{path}: {message}")
+        if answer.body is None:
+            raise ApiError(200, None, f"{path}: the answer is not JSON")
+        return answer.body
 
 
 class _Once:
@@ -234,39 +252,104 @@ class _Once:
             call()
 
 
-def outcome_of(response: httpx.Response) -> SendOutcome:
+class _RedactingFilter(logging.Filter):
+    """Redacts a log record's text before any handler sees it."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self._redact(record.getMessage()), None
+        return True
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer as we read it: every text the server wrote is already redacted."""
+
+    status: int
+    reason: str  # the status line's reason phrase
+    text: str  # the whole body
+    body: Any  # the body parsed as JSON, or None
+    content_type: str
+    retry_after: float | None  # seconds, from the Retry-After header
+
+
+def read_answer(response: httpx.Response, redact: Redactor) -> Answer:
+    """Where server text enters: redacted whole, before anything is cut or parsed."""
+    text = redact(response.text)
+    return Answer(
+        status=response.status_code,
+        reason=redact(response.reason_phrase),
+        text=text,
+        body=_json_or_none(text),
+        content_type=response.headers.get("Content-Type", ""),
+        retry_after=_retry_after(response),
+    )
+
+
+def outcome_of(answer: Answer) -> SendOutcome:
     """Read a send's answer, whatever shape it has."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return _success_outcome(response)
-    code, message, fields, raw = parse_error_body(response)
+    if 200 <= answer.status < 300:
+        return _success_outcome(answer)
+    api_code, message, fields, raw = parse_error_body(answer)
+    code = _error_code(answer, api_code)
+    if api_code and api_code != code:  # a 5xx's own code: kept in the message for a human
+        message = f"{api_code}: {message}"
     return SendOutcome(
-        http_status=status,
-        error_code=code or (outcomes.RATE_LIMITED if status == 429 else f"HTTP_{status}"),
+        http_status=answer.status,
+        error_code=code,
         error_message=message,
-        retry_after=_retry_after(response) if status == 429 else None,
+        retry_after=answer.retry_after if answer.status == 429 else None,
         raw_body=raw,
         invalid_fields=fields,
     )
 
 
-def _success_outcome(response: httpx.Response) -> SendOutcome:
-    body = _json_or_none(response)
+def _error_code(answer: Answer, api_code: str | None) -> str:
+    """The code of an error answer: the API's for a 4xx; ours for anything else.
+
+    A 5xx (or a 3xx) is decided by its status, so the body cannot pass for one of our
+    codes; only the exact maintenance answer earns MAINTENANCE.
+    """
+    if answer.status // 100 == 4:
+        return api_code or (outcomes.RATE_LIMITED if answer.status == 429 else _http(answer))
+    if is_maintenance(answer):
+        return outcomes.MAINTENANCE
+    return _http(answer)
+
+
+def is_maintenance(answer: Answer) -> bool:
+    """True for Laravel's own maintenance answer (see MAINTENANCE_BODY), nothing else."""
+    return (
+        answer.status == MAINTENANCE_STATUS
+        and "json" in answer.content_type.lower()
+        and answer.body == MAINTENANCE_BODY
+    )
+
+
+def _http(answer: Answer) -> str:
+    return f"HTTP_{answer.status}"
+
+
+def _success_outcome(answer: Answer) -> SendOutcome:
+    body = answer.body
     if not isinstance(body, dict):
         return SendOutcome(
-            http_status=response.status_code,
+            http_status=answer.status,
             error_code=outcomes.UNREADABLE_BODY,
             error_message="the answer to a send was not the documented JSON",
-            raw_body=response.text[:RAW_BODY_LIMIT],
+            raw_body=answer.text[:RAW_BODY_LIMIT],
         )
     if body.get("success") is False:
         return SendOutcome(
-            http_status=response.status_code,
+            http_status=answer.status,
             error_code=str(body.get("error_code") or "UNKNOWN_ERROR"),
             error_message=str(body.get("error") or body.get("message") or "success: false"),
         )
     return SendOutcome(
-        http_status=response.status_code,
+        http_status=answer.status,
         conversation_id=_int_or_none(body.get("conversation_id")),
         message_id=_int_or_none(body.get("message_id")),
         whatsapp_message_id=_int_or_none(body.get("whatsapp_message_id")),
@@ -275,11 +358,9 @@ def _success_outcome(response: httpx.Response) -> SendOutcome:
     )
 
 
-def parse_error_body(
-    response: httpx.Response,
-) -> tuple[str | None, str, tuple[str, ...], str | None]:
+def parse_error_body(answer: Answer) -> tuple[str | None, str, tuple[str, ...], str | None]:
     """(code, message, invalid fields, raw text) from either known error shape, or any text."""
-    body = _json_or_none(response)
+    body = answer.body
     if isinstance(body, dict):
         errors = body.get("errors") if isinstance(body.get("errors"), dict) else {}
         code = _str_or_none(body.get("error_code"))
@@ -288,9 +369,9 @@ def parse_error_body(
         message = _str_or_none(body.get("error")) or _str_or_none(body.get("message"))
         details = "; ".join(_first_message(v) for v in errors.values())
         message = ": ".join(part for part in (message, details) if part)
-        return code, message or f"HTTP {response.status_code}", tuple(map(str, errors)), None
-    raw = response.text[:RAW_BODY_LIMIT]
-    return None, f"HTTP {response.status_code} {response.reason_phrase}".strip(), (), raw
+        return code, message or f"HTTP {answer.status}", tuple(map(str, errors)), None
+    raw = answer.text[:RAW_BODY_LIMIT]
+    return None, f"HTTP {answer.status} {answer.reason}".strip(), (), raw
 
 
 def _first_message(value: object) -> str:
@@ -299,16 +380,17 @@ def _first_message(value: object) -> str:
     return str(value)
 
 
-def _transport_outcome(exc: Exception) -> SendOutcome:
+def _transport_outcome(exc: Exception, redact: Redactor) -> SendOutcome:
     code = next(
         (code for kind, code in TRANSPORT_CODES if isinstance(exc, kind)),
         outcomes.TRANSPORT_ERROR,
     )
-    return SendOutcome(http_status=None, error_code=code, error_message=_describe(exc))
+    return SendOutcome(http_status=None, error_code=code, error_message=_describe(exc, redact))
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
+def _describe(exc: BaseException, redact: Redactor) -> str:
+    """The exception's text, redacted: e.g. a protocol error may quote what the server sent."""
+    text = redact(str(exc).strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -327,10 +409,10 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(text: str) -> Any:
     try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(text)
+    except ValueError:
         return None
 
 

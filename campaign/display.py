@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -62,7 +63,7 @@ class ProgressView:
     def notice(self, text: str) -> None:
         warning = text.startswith("warning")
         if self.live or (warning and self.console.is_terminal):
-            self.console.print(text, highlight=False)
+            self.console.print(text, highlight=False, markup=False)  # may quote the server
         else:
             log.log(logging.WARNING if warning else logging.INFO, text)
 
@@ -136,7 +137,7 @@ def error_table(errors: Iterable[tuple[str, str, int]]) -> Table:
     table.add_column("code")
     table.add_column("rows", justify="right")
     for state, code, n in errors:
-        table.add_row(state, code, str(n))
+        table.add_row(state, escape(code), str(n))  # a code may come from the server
     return table
 
 
@@ -145,7 +146,8 @@ def problems_table(problems: list[Problem], limit: int = 20) -> Table:
     for column in ("row", "column", "code", "message"):
         table.add_column(column, overflow="fold")
     for p in problems[:limit]:
-        table.add_row("" if p.row is None else str(p.row), p.column or "", p.code, p.message)
+        row = "" if p.row is None else str(p.row)
+        table.add_row(row, escape(p.column or ""), p.code, escape(p.message))  # file text
     return table
 
 

@@ -2,7 +2,8 @@
 
 The README's "What happens to each outcome" section shows the same table. With no answer,
 our transport code decides; a 5xx (or any status outside 2xx-4xx) goes by its status,
-since the server may have sent before failing; for 2xx and 4xx the API's error code
+since the server (or a proxy in front of it) may have failed after sending, unless the
+client recognised the API's own maintenance answer; for 2xx and 4xx the API's error code
 decides first, then the status. Whatever none of them names is `unknown` if the
 request may have been processed, `failed` if the server refused it.
 """
@@ -23,8 +24,10 @@ TRANSPORT_ERROR = "TRANSPORT_ERROR"  # any other failure once the request may ha
 RATE_LIMITED = "RATE_LIMITED"
 VALIDATION_ERROR = "VALIDATION_ERROR"  # a Laravel-style 422 about this row's fields
 INTERRUPTED = "INTERRUPTED"  # found `sending` at start: the run before died mid-request
+MAINTENANCE = "MAINTENANCE"  # a 503 with the API's own maintenance body: refused unprocessed
 # An error answer without an API code is named after its status, e.g. HTTP_503: the
 # status table below decides its fate, and `status` and `retry --code` can name it.
+# A 5xx is always named by us (HTTP_5xx or MAINTENANCE), whatever code its body claims.
 
 # An API error code decides first.
 CODE_FATES: dict[str, Fate] = {
@@ -55,6 +58,9 @@ CODE_FATES: dict[str, Fate] = {
     TRANSPORT_ERROR: Fate.UNKNOWN,
 }
 
+# Codes of ours that decide a 5xx before its status: each proves nothing was processed.
+SERVER_ERROR_CODE_FATES: dict[str, Fate] = {MAINTENANCE: Fate.RETRY}
+
 # Codes that share a prefix and a fate, e.g. TWILIO_ERROR_21610.
 CODE_PREFIX_FATES: dict[str, Fate] = {"TWILIO_ERROR_": Fate.FAILED}
 
@@ -68,7 +74,7 @@ STATUS_FATES: dict[int, Fate] = {
     429: Fate.RETRY,  # not processed: wait Retry-After, try again
     500: Fate.UNKNOWN,  # the server failed, perhaps after sending
     502: Fate.UNKNOWN,
-    503: Fate.RETRY,  # the service refused before doing anything
+    503: Fate.UNKNOWN,  # a proxy's 503 may come after the API sent; see MAINTENANCE
     504: Fate.UNKNOWN,
 }
 
@@ -82,6 +88,8 @@ def fate_of(outcome: SendOutcome) -> Fate:
     if status is None:  # no answer: our transport code says whether anything left
         return _fate_of_code(outcome.error_code) or Fate.UNKNOWN
     if status // 100 not in (2, 4):  # a server error or a surprise may hide a sent message
+        if outcome.error_code in SERVER_ERROR_CODE_FATES:
+            return SERVER_ERROR_CODE_FATES[outcome.error_code]
         return STATUS_FATES.get(status, Fate.UNKNOWN)
     if outcome.invalid_fields and not _about_row(outcome.invalid_fields):
         return Fate.HALT  # e.g. "sender_id is invalid": every row would fail the same way

@@ -47,8 +47,10 @@ placeholder exactly once, no unknown keys, values strings. WhatsApp's own rules 
 values (not empty, no newline or tab, at most four consecutive spaces, at most 1,600
 characters, filled body at most 1,024) also give TEMPLATE_MISMATCH: our reading.
 
-Faults (see `Faults`), decided after every check passed: `error_503` is refused before
-anything happens; `error_500`, `drop` and `slow` happen AFTER the message was accepted.
+Faults (see `Faults`), decided after every check passed: `error_503` is Laravel's
+maintenance answer (503 `{"message": "Service Unavailable"}`), refused before anything
+happens; `error_500`, `proxy_503` (a load balancer's HTML 503 page), `drop` and `slow`
+happen AFTER the message was accepted.
 A drop sends the response head with a Content-Length and then raises `ConnectionDropped`
 (a subclass of httpx.RemoteProtocolError): in-process the client's call raises it; over
 uvicorn the server closes the socket mid-answer, which httpx reports as
@@ -118,11 +120,19 @@ MAGIC_PHONES = {
 }
 
 # Fault names, as recorded in `Message.fault`.
-ERROR_500, ERROR_503, DROP, SLOW = "error_500", "error_503", "drop", "slow"
+ERROR_500, ERROR_503, PROXY_503 = "error_500", "error_503", "proxy_503"
+DROP, SLOW = "drop", "slow"
 
 SERVER_ERROR_PAGE = (
     "<!DOCTYPE html><html><head><title>Server Error</title></head>"
     "<body><h1>500 | Server Error</h1></body></html>"
+)
+# What Laravel answers a JSON request in maintenance mode (`php artisan down`).
+MAINTENANCE_BODY = {"message": "Service Unavailable"}
+# A proxy's or load balancer's own 503, e.g. when the application's answer came too late.
+PROXY_503_PAGE = (
+    "<html><head><title>503 Service Temporarily Unavailable</title></head>"
+    "<body><center><h1>503 Service Temporarily Unavailable</h1></center></body></html>"
 )
 PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 E164 = re.compile(r"\+[1-9]\d{1,14}")
@@ -219,18 +229,20 @@ class Faults:
     """Injected failures of sends that passed every check.
 
     Probabilities are drawn per request from the sandbox's seeded RNG (500, then 503,
-    drop, slow; their sum should stay <= 1). A phone in one of the `*_phones` sets gets
+    proxy 503, drop, slow; their sum should stay <= 1). A phone in one of the `*_phones` sets gets
     that fault on every send, whatever the probabilities. Replace `sandbox.faults` to
     change them mid-test.
     """
 
     error_500: float = 0.0  # accepted, then a 500 with an HTML body
-    error_503: float = 0.0  # not accepted: 503
+    error_503: float = 0.0  # not accepted: the API's maintenance 503
+    proxy_503: float = 0.0  # accepted, then a proxy's 503 with an HTML body
     drop: float = 0.0  # accepted, then the connection drops mid-answer
     slow: float = 0.0  # accepted, then the answer waits `slow_seconds`
     slow_seconds: float = 30.0
     error_500_phones: Collection[str] = frozenset()
     error_503_phones: Collection[str] = frozenset()
+    proxy_503_phones: Collection[str] = frozenset()
     drop_phones: Collection[str] = frozenset()
     slow_phones: Collection[str] = frozenset()
 
@@ -238,6 +250,7 @@ class Faults:
         forced = {
             ERROR_500: self.error_500_phones,
             ERROR_503: self.error_503_phones,
+            PROXY_503: self.proxy_503_phones,
             DROP: self.drop_phones,
             SLOW: self.slow_phones,
         }
@@ -245,7 +258,7 @@ class Faults:
 
     def drawn(self, draw: float) -> str | None:
         odds = [(ERROR_500, self.error_500), (ERROR_503, self.error_503)]
-        odds += [(DROP, self.drop), (SLOW, self.slow)]
+        odds += [(PROXY_503, self.proxy_503), (DROP, self.drop), (SLOW, self.slow)]
         for name, probability in odds:
             if draw < probability:
                 return name
@@ -267,8 +280,8 @@ class Message:
     message_id: int
     whatsapp_message_id: int
     message_sid: str
-    fault: str | None = None  # error_500, drop or slow: what happened after acceptance
-    answered: bool = False  # the sandbox sent its whole answer (the 200, or the 500 page)
+    fault: str | None = None  # error_500, proxy_503, drop or slow: what happened after acceptance
+    answered: bool = False  # the sandbox sent its whole answer (the 200, or the error page)
 
 
 @dataclass(frozen=True)
@@ -431,8 +444,8 @@ class Sandbox:
         fault = self.faults.forced(body["recipient_phone"])
         if fault is None:
             fault = self.faults.drawn(self._fault_rng.random())
-        if fault == ERROR_503:
-            return JSONResponse({"message": "Service Unavailable"}, 503)
+        if fault == ERROR_503:  # maintenance: refused before anything happened
+            return JSONResponse(MAINTENANCE_BODY, 503)
         return await self._answer(request, self._accept(body, fault))
 
     def _refusal(self, body: dict[str, Any]) -> tuple[int, str, str] | None:
@@ -507,6 +520,8 @@ class Sandbox:
         message.answered = True
         if message.fault == ERROR_500:
             return HTMLResponse(SERVER_ERROR_PAGE, 500)
+        if message.fault == PROXY_503:
+            return HTMLResponse(PROXY_503_PAGE, 503)
         return JSONResponse(
             {
                 "success": True,

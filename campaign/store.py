@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,7 @@ from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import unquote, unquote_plus
 
 import sqlalchemy as sa
 from sqlalchemy import event, func, select, update
@@ -29,9 +31,20 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from campaign import outcomes
 from campaign.errors import StoreError
 from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
+from campaign.redact import Redactor
 
 DEFAULT_DB = "campaigns.db"
 INSERT_CHUNK = 5000
+URL_EXAMPLE = "postgresql+psycopg://user:password@host:5432/dbname"
+MASK = "***"
+# A URL's password: everything between the user's colon and the last "@" (a password
+# may hold an unescaped "@"; masking too much is safe, too little is not).
+URL_PASSWORD = re.compile(r"^(?P<head>[^:/?#]*://[^:@/?#]*:)(?P<secret>.*)@")
+# A query parameter named like a secret: ?password=, &sslpassword=, token=, api_key=…
+URL_SECRET_PARAM = re.compile(
+    r"(?P<head>[?&;][^=&#?]*(?:pass|pwd|secret|token|key|auth|cred)[^=&#?]*=)(?P<secret>[^&#]*)",
+    re.IGNORECASE,
+)
 
 
 def utcnow() -> datetime:
@@ -161,14 +174,30 @@ class Store:
 
     @classmethod
     def open(cls, db: str | None = None) -> Store:
-        """Open (creating and migrating as needed) the store at a path or URL."""
+        """Open (creating and migrating as needed) the store at a path or URL.
+
+        Every failure is a StoreError of one line that shows the URL's secrets masked.
+        """
         url = database_url(db)
+        try:
+            parsed = sa.engine.make_url(url)
+        except (sa.exc.ArgumentError, ValueError):  # e.g. no scheme, a port that is no number
+            raise StoreError(
+                f"the store URL {_safe_url(url)} does not parse; give a file path or a "
+                f"URL such as {URL_EXAMPLE}"
+            ) from None
+        password = URL_PASSWORD.match(url)
+        if password and "@" in password["secret"]:  # where the password ends is a guess
+            raise StoreError(
+                f"the store URL {_safe_url(url)} has more than one '@' after its user name; "
+                "write an '@' of the password as %40"
+            )
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             _create_private_file(Path(url.removeprefix("sqlite:///")))
         try:
-            engine = sa.create_engine(url)
-        except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"cannot open the store {_safe_url(url)}: {exc}") from None
+            engine = sa.create_engine(parsed)
+        except (sa.exc.ArgumentError, ImportError, ValueError, TypeError) as exc:
+            raise StoreError(_cannot_open(url, exc)) from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
@@ -177,8 +206,9 @@ class Store:
         sa.orm.configure_mappers()
         try:
             migrate(engine.execution_options(begin_immediate=True))
-        except sa.exc.DatabaseError as exc:  # also "file is not a database"
-            raise StoreError(f"cannot open the store {_safe_url(url)}: {exc.orig}") from None
+        except sa.exc.DBAPIError as exc:  # also "file is not a database"
+            engine.dispose()
+            raise StoreError(_cannot_open(url, exc.orig)) from None
         return cls(engine)
 
     def close(self) -> None:
@@ -617,9 +647,12 @@ def _create_private_file(path: Path) -> None:
     """A new store file is readable and writable by its owner only."""
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):  # another process made it first
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {path}: {exc.strerror}") from None
 
 
 def _dead_local_owner(owner: str | None) -> str | None:
@@ -640,8 +673,25 @@ def _dead_local_owner(owner: str | None) -> str | None:
 
 
 def _safe_url(url: str) -> str:
-    """The URL without its password."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
+    """The URL as it may be shown: its password and secret-named query values masked.
+
+    Works on the text, so a URL that does not parse is masked all the same.
+    """
+    url = URL_PASSWORD.sub(rf"\g<head>{MASK}@", url, count=1)
+    return URL_SECRET_PARAM.sub(rf"\g<head>{MASK}", url)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The secret values of a URL, as written and decoded, to redact from error texts."""
+    found = [m["secret"] for m in URL_PASSWORD.finditer(url)]
+    found += [m["secret"] for m in URL_SECRET_PARAM.finditer(url)]
+    return [form for secret in found for form in (secret, unquote(secret), unquote_plus(secret))]
+
+
+def _cannot_open(url: str, exc: BaseException) -> str:
+    """One line: why the store at `url` cannot be opened, without any secret of the URL."""
+    reason = " ".join(Redactor(_url_secrets(url))(str(exc)).split())
+    return f"cannot open the store {_safe_url(url)}: {reason}"
 
 
 def _campaign_info(c: sa.Row) -> CampaignInfo:

@@ -142,7 +142,7 @@ def test_retry_unknown_needs_consent(api, db_path):
 def test_retry_failed_sends_them_again(api, recipients, db_path):
     """`retry --failed` puts failed rows back to pending and sends them."""
     sandbox = api
-    sandbox.faults = fake.Faults(error_503_phones={phone(1)})
+    sandbox.faults = fake.Faults(error_503_phones={phone(1)})  # the API is in maintenance
     runner.invoke(app, [*run_args(recipients(2), db_path), "--max-attempts", "1"])
     sandbox.faults = fake.Faults()
     result = runner.invoke(app, ["retry", "spring", "--failed", "--db", db_path])
@@ -165,3 +165,23 @@ def test_list_and_html_report(api, recipients, db_path, tmp_path):
     page = tmp_path / "report.html"
     result = runner.invoke(app, ["report", "spring", "--db", db_path, "--html", str(page)])
     assert result.exit_code == 0 and "<svg" in page.read_text()
+
+
+def test_server_text_is_printed_as_written_not_as_markup(db_path):
+    """A halt reason holding `[redacted]` or `[/]` prints literally, never a markup crash."""
+    from campaign.store import Store
+
+    store = Store.open(db_path)
+    campaign = store.create_campaign(
+        name="odd",
+        fingerprint="f",
+        source="odd.csv",
+        sender_id=SENDER,
+        template_id=TEMPLATE,
+        recipients=[],
+    )
+    store.set_status(campaign.id, "halted", "HTTP_401: Invalid token Bearer [redacted] [/]")
+    store.close()
+    result = runner.invoke(app, ["status", "odd", "--db", db_path])
+    assert result.exit_code == 0, result.output
+    assert "halted: HTTP_401: Invalid token Bearer [redacted] [/]" in result.output

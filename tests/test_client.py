@@ -104,6 +104,39 @@ async def test_success_false_in_a_200():
     assert outcome.error_code == "INVALID_PHONE"
 
 
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "code"),
+    [
+        (503, b'{"message": "Service Unavailable"}', JSON, outcomes.MAINTENANCE),
+        (503, b'{"message":"Service Unavailable"}', JSON, outcomes.MAINTENANCE),
+        (503, b'{"message": "Service Unavailable"}', {"Content-Type": "text/html"}, "HTTP_503"),
+        (503, b'{"message": "service unavailable"}', JSON, "HTTP_503"),
+        (503, b'{"message": "Service Unavailable", "retry": 60}', JSON, "HTTP_503"),
+        (503, b'{"message": "Server Error"}', JSON, "HTTP_503"),
+        (503, b'{"error_code": "MAINTENANCE", "error": "down"}', JSON, "HTTP_503"),
+        (503, b'["Service Unavailable"]', JSON, "HTTP_503"),
+        (503, b"<html><h1>503 Service Temporarily Unavailable</h1></html>", {}, "HTTP_503"),
+        (503, b"", {}, "HTTP_503"),
+        (500, b'{"message": "Service Unavailable"}', JSON, "HTTP_500"),
+    ],
+)
+async def test_only_the_apis_own_maintenance_answer_is_maintenance(status, body, headers, code):
+    """Laravel's exact maintenance JSON is MAINTENANCE; any other 503 (a proxy's) is HTTP_503."""
+    outcome = await send_with(CannedApi(status, body, headers))
+    assert (outcome.http_status, outcome.error_code) == (status, code)
+
+
+async def test_a_server_errors_own_code_stays_in_its_message():
+    """A 5xx is named by its status, whatever code the body claims; the claim is kept to read."""
+    body = b'{"success": false, "error": "Oops", "error_code": "CONNECT_ERROR"}'
+    outcome = await send_with(CannedApi(500, body, JSON))
+    assert outcome.error_code == "HTTP_500"
+    assert outcome.error_message == "CONNECT_ERROR: Oops"
+
+
 @pytest.mark.parametrize(("header", "seconds"), [("3", 3.0), ("0.5", 0.5), ("soon", None)])
 async def test_retry_after(header, seconds):
     """A 429's Retry-After is read in seconds; an unreadable one is ignored."""

@@ -31,11 +31,12 @@ from campaign.outcomes import fate_of
         (422, "TWILIO_ERROR_21610", Fate.FAILED),
         (422, "SOMETHING_NEW", Fate.FAILED),
         (429, outcomes.RATE_LIMITED, Fate.RETRY),
-        (503, None, Fate.RETRY),
+        (503, None, Fate.UNKNOWN),
+        (503, outcomes.MAINTENANCE, Fate.RETRY),
         (500, None, Fate.UNKNOWN),
         (500, "UNKNOWN_ERROR", Fate.UNKNOWN),
         (500, "HTTP_500", Fate.UNKNOWN),
-        (503, "HTTP_503", Fate.RETRY),
+        (503, "HTTP_503", Fate.UNKNOWN),
         (404, "HTTP_404", Fate.HALT),
         (409, "HTTP_409", Fate.FAILED),
         (502, None, Fate.UNKNOWN),
@@ -69,6 +70,14 @@ def test_answers(status, code, fate):
 def test_no_answer(code, fate):
     """Without an answer, only errors that prove nothing left are retried."""
     assert fate_of(SendOutcome(http_status=None, error_code=code)) is fate
+
+
+def test_only_the_maintenance_code_retries_a_server_error():
+    """A 5xx is `unknown` whatever its code, unless ours says the API refused it unprocessed."""
+    for status in (500, 502, 503, 504, 599):
+        for code in (None, f"HTTP_{status}", outcomes.CONNECT_ERROR, "INVALID_PHONE"):
+            assert fate_of(SendOutcome(http_status=status, error_code=code)) is Fate.UNKNOWN
+    assert fate_of(SendOutcome(http_status=503, error_code=outcomes.MAINTENANCE)) is Fate.RETRY
 
 
 def test_validation_error_about_the_row_fails_the_row():

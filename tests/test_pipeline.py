@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
+
 import pytest
 from conftest import SENDER, TEMPLATE, in_process, phone, settings_for
 
@@ -144,6 +147,57 @@ async def test_possibly_processed_rows_end_unknown_and_stay_so(recipients, db_pa
     assert sandbox.messages_to(phone(1)) == 1 and sandbox.messages_to(phone(2)) == 1
     codes = {r.phone: r.error_code for r in Store.open(db_path).report_rows(result.campaign.id)}
     assert codes[phone(2)] == outcomes.CONNECTION_DROPPED
+
+
+def attempts_of(db_path: str, phone_: str) -> list[tuple[str, str | None, str | None]]:
+    """(fate, error code, raw body) of every request made for the row of `phone_`."""
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(
+            "SELECT a.fate, a.error_code, a.raw_body FROM attempts a "
+            "JOIN rows r ON r.id = a.row_id WHERE r.phone = ? ORDER BY a.id",
+            (phone_,),
+        ).fetchall()
+
+
+async def test_a_proxys_503_after_acceptance_ends_unknown_and_is_never_resent(recipients, db_path):
+    """A load balancer's HTML 503 may follow a send: the row is `unknown`, sent once only."""
+    sandbox = fake.Sandbox(faults=fake.Faults(proxy_503_phones={phone(1)}))
+    path = recipients(3)
+    settings = settings_for(db_path)
+    result = await run_campaign(path, SENDER, TEMPLATE, settings, transport=in_process(sandbox))
+    assert result.exit_code == 1
+    assert (result.counts["sent"], result.counts["unknown"]) == (2, 1)
+    [(fate, code, raw)] = attempts_of(db_path, phone(1))
+    assert (fate, code) == ("unknown", "HTTP_503") and "503" in raw
+    sandbox.faults = fake.Faults()
+    await run_campaign(path, SENDER, TEMPLATE, settings, transport=in_process(sandbox))
+    assert sandbox.messages_to(phone(1)) == 1
+    assert len(attempts_of(db_path, phone(1))) == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DownForTheFirstSend(fake.Faults):
+    """The API is in maintenance for the first send to each phone, then up again."""
+
+    refused: set[str] = dataclasses.field(default_factory=set)
+
+    def forced(self, phone: str) -> str | None:
+        if phone in self.refused:
+            return None
+        self.refused.add(phone)
+        return fake.ERROR_503
+
+
+async def test_the_apis_maintenance_503_is_retried_and_sent_once(recipients, db_path):
+    """The API's own maintenance answer proves nothing was processed: retried, sent once."""
+    sandbox = fake.Sandbox(faults=DownForTheFirstSend())
+    result = await run_campaign(
+        recipients(2), SENDER, TEMPLATE, settings_for(db_path), transport=in_process(sandbox)
+    )
+    assert result.exit_code == 0 and result.counts["sent"] == 2
+    assert sorted(sandbox.counts_by_phone().values()) == [1, 1]
+    fates = [(fate, code) for fate, code, _ in attempts_of(db_path, phone(1))]
+    assert fates == [("retry", outcomes.MAINTENANCE), ("sent", None)]
 
 
 async def test_row_level_failure_goes_on(recipients, db_path):

@@ -36,7 +36,7 @@ def test_every_command_on_postgresql(pg_url, recipients, monkeypatch):
         status = json.loads(runner.invoke(app, ["status", "pg", "--json"]).stdout)
         assert "INSUFFICIENT_BALANCE" in status["halt_reason"]
         sandbox.top_up(10)
-        assert runner.invoke(app, ["resume", "pg"]).exit_code == 1  # phone(0) failed: 503s
+        assert runner.invoke(app, ["resume", "pg"]).exit_code == 1  # phone(0): maintenance
         sandbox.faults = fake.Faults()
         assert runner.invoke(app, ["retry", "pg", "--failed"]).exit_code == 0
         report = json.loads(runner.invoke(app, ["report", "pg", "--format", "json"]).stdout)

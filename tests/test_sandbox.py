@@ -329,11 +329,26 @@ async def test_error_500_is_accepted_with_an_html_body():
     assert [(m.phone, m.fault) for m in sandbox.messages] == [(PHONE, sb.ERROR_500)]
 
 
-async def test_error_503_is_not_accepted():
-    """error_503: a 503 and nothing recorded, nor paid for."""
+async def test_error_503_is_the_maintenance_answer_and_not_accepted():
+    """error_503: Laravel's maintenance JSON, and nothing recorded, nor paid for."""
     sandbox = Sandbox(faults=Faults(error_503_phones={PHONE}), balance=5)
-    assert (await send(sandbox)).status_code == 503
+    response = await send(sandbox)
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"message": "Service Unavailable"}
     assert sandbox.messages == [] and sandbox.balance == 5
+
+
+async def test_proxy_503_is_accepted_with_an_html_body():
+    """proxy_503: the message is recorded and paid for, the client gets a proxy's 503 page."""
+    sandbox = Sandbox(faults=Faults(proxy_503_phones={PHONE}), balance=5)
+    response = await send(sandbox)
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("text/html")
+    assert [(m.phone, m.fault, m.answered) for m in sandbox.messages] == [
+        (PHONE, sb.PROXY_503, True)
+    ]
+    assert sandbox.balance == 4
 
 
 async def test_drop_in_process_raises_after_acceptance():
@@ -385,9 +400,9 @@ async def test_fault_probabilities_are_seeded():
 
 def test_faults_draw_in_order_of_their_probabilities():
     """A draw falls into the first fault whose share of [0, 1) holds it."""
-    faults = Faults(error_500=0.1, error_503=0.2, drop=0.3, slow=0.1)
-    picks = [faults.drawn(x) for x in (0.05, 0.15, 0.35, 0.65, 0.75)]
-    assert picks == [sb.ERROR_500, sb.ERROR_503, sb.DROP, sb.SLOW, None]
+    faults = Faults(error_500=0.1, error_503=0.2, proxy_503=0.1, drop=0.3, slow=0.1)
+    picks = [faults.drawn(x) for x in (0.05, 0.15, 0.35, 0.45, 0.75, 0.85)]
+    assert picks == [sb.ERROR_500, sb.ERROR_503, sb.PROXY_503, sb.DROP, sb.SLOW, None]
 
 
 # -- the other endpoints ---------------------------------------------------------------

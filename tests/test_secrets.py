@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import sqlite3
 import subprocess
 from pathlib import Path
 from urllib.parse import quote
@@ -118,7 +120,8 @@ def test_the_api_key_is_never_written_anywhere(tmp_path):
     broken.write_bytes(b"this is not a SQLite database, " * 100)
 
     with fake.running(sandbox) as base_url:
-        # A 500, a drop, a 503 (retried, then failed), a read timeout and a Twilio error.
+        # A 500, a drop, a maintenance 503 (retried, then failed), a read timeout and a
+        # Twilio error.
         cli(*send_args(faulty, base_url, "--name", "faulty"), key=key, code=1)
         # The balance runs out: a 402 halt. The key comes from --api-key-file.
         sandbox.balance = 2
@@ -190,3 +193,133 @@ def test_the_api_key_is_never_written_anywhere(tmp_path):
         assert b"Traceback" not in printed, (args, printed.decode())
     logged = b"".join(printed for _, printed in cli.outputs)
     assert b"HTTP Request" in logged and b'"levelname"' in logged  # -v -v, text and JSON
+
+
+PAGE_PHONE = phone(40)  # the front answers its send with a 500 page listing the headers
+QUOTE_PHONE = phone(41)  # ... and this one with a 401 quoting the token
+
+
+class EchoingFront:
+    """The sandbox behind a front (a misconfigured proxy, a debug page) that echoes the key.
+
+    A send to PAGE_PHONE gets a 500 HTML page listing every request header; a send to
+    QUOTE_PHONE gets a 401 `{"message": "Invalid token Bearer <key>"}`; the rest, and
+    every read, go to the sandbox.
+    """
+
+    def __init__(self, sandbox: fake.Sandbox) -> None:
+        self.sandbox = sandbox
+        self.echoed = 0
+        self.app = self  # what fake.running serves
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].endswith("/whatsapp/send"):
+            return await self.sandbox.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        phone_ = json.loads(body).get("recipient_phone")
+        if phone_ == PAGE_PHONE:
+            listed = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in headers.items())
+            page = f"<html><h1>500 | Server Error</h1><table>{listed}</table></html>"
+            return await self._answer(send, 500, "text/html", page.encode())
+        if phone_ == QUOTE_PHONE:
+            quoted = {"message": f"Invalid token {headers['authorization']}"}
+            return await self._answer(send, 401, "application/json", json.dumps(quoted).encode())
+        replayed = False
+
+        async def replay():  # the body we read, then whatever comes next (a disconnect)
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.sandbox.app(scope, replay, send)
+
+    async def _answer(self, send, status: int, content_type: str, body: bytes) -> None:
+        self.echoed += 1
+        headers = [(b"content-type", content_type.encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_a_server_that_echoes_the_key_cannot_make_us_leak_it(tmp_path):
+    """A 500 page listing the headers, a 401 quoting the token: the key is nowhere after."""
+    key = "9|SeCrEt-" + secrets.token_hex(12)
+    db = str(tmp_path / "campaigns.db")
+    cli = Cli(db)
+    sandbox = fake.Sandbox(keys=(key,), rate=20)
+    front = EchoingFront(sandbox)
+    path = write_recipients(
+        tmp_path / "echo.csv", 4, phones=[PAGE_PHONE, phone(42), phone(43), QUOTE_PHONE]
+    )
+    with fake.running(front) as base_url:  # type: ignore[arg-type]  # anything with an .app
+        cli(*send_args(path, base_url, "--name", "echo"), key=key, code=3)
+    assert front.echoed == 2  # the key really was echoed, twice
+    html, csv_out = str(tmp_path / "echo.html"), str(tmp_path / "echo.csv.out")
+    status = cli.many(
+        (["status", "echo"], None, 0),
+        (["report", "echo", "--out", csv_out, "--html", html], None, 0),
+        (["report", "echo", "--format", "json"], None, 0),
+    )[0]
+    halted = b"".join(printed for _, printed in cli.outputs)
+    assert b"halted: HTTP_401: Invalid token Bearer [redacted]" in halted, halted.decode()
+    assert "Bearer [redacted]" in status
+
+    with sqlite3.connect(db) as conn:
+        (halt_reason,) = conn.execute("SELECT halt_reason FROM campaigns").fetchone()
+        attempts = conn.execute(
+            "SELECT r.phone, a.error_message, a.raw_body FROM attempts a "
+            "JOIN rows r ON r.id = a.row_id"
+        ).fetchall()
+    by_phone = {p: (message, raw) for p, message, raw in attempts}
+    assert "[redacted]" in halt_reason and "[redacted]" in by_phone[QUOTE_PHONE][0]
+    assert "authorization" in by_phone[PAGE_PHONE][1] and "[redacted]" in by_phone[PAGE_PHONE][1]
+    scanned = 0
+    for file in tmp_path.iterdir():
+        assert not leaks(file.read_bytes(), key), file
+        scanned += 1
+    assert scanned >= 5  # the store (and its WAL, if any), the file, 3 reports
+    for args, printed in cli.outputs:
+        assert not leaks(printed, key), (args, printed.decode())
+        assert b"Traceback" not in printed, (args, printed.decode())
+
+
+def test_a_store_urls_secrets_are_never_shown(tmp_path):
+    """A password in the URL's userinfo and query: masked in the one error line, exit 2."""
+    cli = Cli(str(tmp_path / "unused.db"))
+    url = (
+        "postgresql+psycopg://campaign:Pw-In-UserInfo@127.0.0.1:9/campaigns"
+        "?sslpassword=Pw-In-Query&password=Pw-Again&application_name=nightly"
+    )
+    cli.many(
+        (["list", "--db", url], None, 2),
+        (["status", "--db", url.replace("127.0.0.1:9", "127.0.0.1:notaport")], None, 2),
+    )
+    for _, printed in cli.outputs:
+        text = printed.decode()
+        assert text.startswith("error: ") and text.count("\n") == 1, text
+        assert "Pw-" not in text and "***@127.0.0.1" in text, text
+        assert "application_name=nightly" in text  # only secrets are masked
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://user:Pw-Secret@host:notaport/db",
+        "://nothing",
+        "postgresql+psycopg://user:Pw-Secret@[::1/db",
+        "postgresql+psycopg://user:Pw@Secret@127.0.0.1:9/db",
+    ],
+)
+def test_a_malformed_store_url_is_one_line_and_exit_2(tmp_path, url):
+    """A --db URL that does not parse: exit 2, one line, no traceback, no password."""
+    cli = Cli(str(tmp_path / "unused.db"))
+    cli("list", "--db", url, code=2)
+    [(_, printed)] = cli.outputs
+    text = printed.decode()
+    assert text.startswith("error: ") and text.count("\n") == 1, text
+    assert "Secret" not in text and "Traceback" not in text, text

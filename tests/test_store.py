@@ -227,3 +227,26 @@ def test_a_late_request_pushes_later_turns(store_db):
     turn = store.book_turn("acct", 0.2, 0.0)
     store.delay_turns("acct", 0.05)
     assert store.book_turn("acct", 0.2, 0.0) == pytest.approx(turn + 0.25)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://u:pw@h:5432/db", "postgresql+psycopg://u:***@h:5432/db"),
+        (
+            "postgresql+psycopg://u@h/db?password=a&sslpassword=b&api_key=c&Auth_Token=d"
+            "&sslmode=require&application_name=nightly",
+            "postgresql+psycopg://u@h/db?password=***&sslpassword=***&api_key=***&Auth_Token=***"
+            "&sslmode=require&application_name=nightly",
+        ),
+        ("postgresql://u:p%40w@h:notaport/db", "postgresql://u:***@h:notaport/db"),
+        ("postgresql://u:p@w@h/db", "postgresql://u:***@h/db"),  # unescaped @: mask to the last
+        ("postgresql://h:5432/db", "postgresql://h:5432/db"),
+        ("sqlite:////tmp/a:b@c.db", "sqlite:////tmp/a:b@c.db"),
+    ],
+)
+def test_a_url_is_shown_with_every_secret_masked(url, shown):
+    """The password and secret-named query values are masked, parsed or not; nothing else."""
+    from campaign.store import _safe_url
+
+    assert _safe_url(url) == shown
