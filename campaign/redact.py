@@ -52,11 +52,16 @@ def _spelled_any_way(secret: str) -> str:
 
 
 def _char_pattern(char: str) -> str:
+    """One character's spellings, the escaped ones first.
+
+    Escaped first, so that a key ending in a backslash, which JSON writes as two, is
+    matched whole: matching one would leave a lone backslash that breaks the JSON.
+    """
     code = ord(char)
-    forms = [re.escape(char), rf"\\u{code:04x}"]  # plain, JSON's \uXXXX
+    forms = [rf"\\u{code:04x}"]  # JSON's \uXXXX
     if not char.isalnum():
         forms += [
-            re.escape("\\" + char),  # backslash-escaped: JSON's \/ and \", PHP, shells
+            re.escape("\\" + char),  # backslash-escaped: JSON's \/ \" \\, PHP, shells
             f"%{code:02x}",  # URL-encoded
             f"&#0*{code};",  # HTML numeric entities
             f"&#x0*{code:x};",
@@ -67,4 +72,5 @@ def _char_pattern(char: str) -> str:
             forms.append("&apos;")
         if char == " ":
             forms.append(r"\+")  # a space in a URL's query
+    forms.append(re.escape(char))  # plain, last
     return f"(?:{'|'.join(forms)})"
