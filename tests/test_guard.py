@@ -309,12 +309,15 @@ def test_validate_counts_the_rows_already_sent(api, tmp_path, db_path):
 
 
 def test_retry_already_sent_sends_them_on_request(api, tmp_path, db_path):
-    """`retry NAME --already-sent --yes` sends the skipped rows after all, with the check off."""
+    """status shows the ALREADY_SENT skips; `retry NAME --already-sent --yes` sends them."""
     args = ["--sender-id", str(SENDER), "--template-id", str(TEMPLATE), "--db", db_path]
     cli.invoke(app, ["run", str(write_csv(tmp_path / "a.csv", phones(0, 1))), *args])
     copy = write_csv(tmp_path / "b.csv", phones(0, 1))
     assert cli.invoke(app, ["run", str(copy), *args, "--name", "again"]).exit_code == 0
     assert api.messages_to(phone(0)) == 1
+    status = json.loads(cli.invoke(app, ["status", "again", "--db", db_path, "--json"]).stdout)
+    assert status["counts"]["skipped"] == 2  # counted like any other skip, by its code
+    assert status["errors"] == [{"state": "skipped", "error_code": ALREADY_SENT, "rows": 2}]
     refused = cli.invoke(app, ["retry", "again", "--already-sent", "--db", db_path])
     assert refused.exit_code == 2 and "--yes" in refused.output
     result = cli.invoke(app, ["retry", "again", "--already-sent", "--yes", "--db", db_path])
