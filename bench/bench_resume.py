@@ -20,6 +20,7 @@ import httpx
 import sqlalchemy as sa
 
 from campaign import sandbox as fake
+from campaign.client import account_id
 from campaign.loader import load_recipients
 from campaign.model import RowState
 from campaign.runner import RunSettings, default_name, fingerprint, run_campaign
@@ -47,6 +48,7 @@ def main() -> None:
         loaded = load_recipients(path, variables=["customer_name", "date"])
         validate = time.perf_counter() - started
 
+        settings = RunSettings(api_key=fake.DEFAULT_KEY, db=db, base_url="http://127.0.0.1")
         store = Store.open(db)
         print_ = fingerprint(path, fake.DEMO_SENDER_ID, fake.DEMO_TEMPLATE_ID)
         name = default_name(path, print_)
@@ -54,6 +56,7 @@ def main() -> None:
             name=name,
             fingerprint=print_,
             source=str(path),
+            account=account_id(settings.base_url, settings.api_key),
             sender_id=fake.DEMO_SENDER_ID,
             template_id=fake.DEMO_TEMPLATE_ID,
             recipients=loaded.recipients,
@@ -68,7 +71,6 @@ def main() -> None:
         store.close()
 
         sandbox = fake.Sandbox()
-        settings = RunSettings(api_key=fake.DEFAULT_KEY, db=db, base_url="http://127.0.0.1")
         first_send: list[float] = []
         started = time.perf_counter()
         result = anyio.run(

@@ -26,7 +26,7 @@ from campaign import config as config_module
 from campaign import display, report, runner
 from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, PreflightError, UsageError
-from campaign.model import RowState, Severity
+from campaign.model import ALREADY_SENT, RowState, Severity
 from campaign.runner import RunResult, RunSettings
 from campaign.store import Store
 
@@ -74,6 +74,12 @@ SheetOption = Annotated[str | None, typer.Option(help="The XLSX sheet (default: 
 LogFormatOption = Annotated[
     str, typer.Option("--log-format", help="text, or json for log shippers.")
 ]
+DEDUPE_HELP = (
+    "Skip a row whose same message (account, sender, template, phone, variables) was sent "
+    "in any campaign of the store within this time: days (7), or 7d, 12h, 30m; 0 turns "
+    "the check off. Default 7d."
+)
+DedupeOption = Annotated[str, typer.Option("--dedupe-window", help=DEDUPE_HELP)]
 
 
 def main() -> None:
@@ -197,6 +203,7 @@ def run(
     allow_partial: Annotated[
         bool | None, typer.Option(help="Start even if the sender's 24-hour tier is too small.")
     ] = None,
+    dedupe_window: Annotated[str | None, typer.Option("--dedupe-window", help=DEDUPE_HELP)] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
@@ -204,9 +211,10 @@ def run(
     """Send the template to every recipient of a file; run it again to resume.
 
     The same file with the same sender and template is the same campaign: rows already
-    sent, failed, unknown or skipped are never sent again. Exit codes: 0 all sent or
-    skipped, 1 some failed or unknown, 2 bad input, 3 halted by an account problem,
-    4 busy in another run, 130 interrupted.
+    sent, failed, unknown or skipped are never sent again. Whatever the file, a message
+    sent lately to the same phone with the same variables is skipped (ALREADY_SENT; see
+    --dedupe-window). Exit codes: 0 all sent or skipped, 1 some failed or unknown,
+    2 bad input, 3 halted by an account problem, 4 busy in another run, 130 interrupted.
     """
     setup_logging(verbose, quiet, log_format)
     flags = {k: v for k, v in locals().items() if k in config_module.KEYS}
@@ -248,6 +256,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "skip_invalid": False,
     "block_red": False,
     "allow_partial": False,
+    "dedupe_window": "7d",
 }
 
 
@@ -261,8 +270,15 @@ def run_settings(values: dict[str, Any]) -> RunSettings:
         rate=values.get("rate") or RUN_DEFAULTS["rate"],
         timeout=values.get("timeout") or RUN_DEFAULTS["timeout"],
         max_attempts=values.get("max_attempts") or RUN_DEFAULTS["max_attempts"],
+        dedupe_window=dedupe_window(values),
         handle_signals=True,
     )
+
+
+def dedupe_window(values: dict[str, Any]) -> float:
+    """--dedupe-window (or the config's dedupe_window) in seconds."""
+    given = values.get("dedupe_window")
+    return config_module.parse_duration(RUN_DEFAULTS["dedupe_window"] if given is None else given)
 
 
 @app.command()
@@ -274,6 +290,7 @@ def resume(
     api_key_file: KeyFileOption = None,
     rate: RateOption = 5.0,
     timeout: TimeoutOption = 30.0,
+    dedupe_window: DedupeOption = "7d",
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
@@ -295,31 +312,49 @@ def retry(
     unknown: Annotated[
         bool, typer.Option("--unknown", help="Send the unknown rows again (risk: twice).")
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before --unknown.")] = False,
+    already_sent: Annotated[
+        bool,
+        typer.Option(
+            "--already-sent",
+            help="Send the rows skipped as ALREADY_SENT, with the check off (risk: twice).",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do not ask before --unknown or --already-sent.")
+    ] = False,
     db: DbOption = None,
     base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
     rate: RateOption = 5.0,
     timeout: TimeoutOption = 30.0,
+    dedupe_window: DedupeOption = "7d",
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
 ) -> None:
-    """Put failed (or unknown) rows back to pending and send them.
+    """Put failed (or unknown, or already sent) rows back to pending and send them.
 
-    Unknown rows may already have reached their recipient: sending them again may give
-    those people a second message. They are only retried on this explicit request.
+    Unknown rows may already have reached their recipient, and rows skipped as
+    ALREADY_SENT did reach theirs from another campaign: sending them again gives those
+    people a second message. They are only retried on this explicit request.
     """
     setup_logging(verbose, quiet, log_format)
-    if failed == unknown:
-        raise UsageError("say which rows to retry: --failed or --unknown")
+    if failed + unknown + already_sent != 1:
+        raise UsageError("say which rows to retry: --failed, --unknown or --already-sent")
     if code and not failed:
         raise UsageError("--code goes with --failed")
     if unknown:
-        confirm_unknown(yes)
-    states = (RowState.FAILED,) if failed else (RowState.UNKNOWN,)
+        confirm_second_message(yes, "unknown rows may already have been delivered")
+    if already_sent:
+        confirm_second_message(yes, "rows skipped as ALREADY_SENT were sent by another campaign")
+        dedupe_window = "0"  # else the check would skip them again
     settings = run_settings(locals())
-    retry_rows = runner.Retry(states, code)
+    if failed:
+        retry_rows = runner.Retry((RowState.FAILED,), code)
+    elif unknown:
+        retry_rows = runner.Retry((RowState.UNKNOWN,))
+    else:
+        retry_rows = runner.Retry((RowState.SKIPPED,), ALREADY_SENT)
     send_with_progress(runner.resume_campaign, name, settings, retry=retry_rows, quiet=quiet)
 
 
@@ -344,20 +379,25 @@ def validate(
         typer.Option(help="Write every problem here as CSV.", dir_okay=False),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    db: DbOption = None,
     base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
     block_red: Annotated[bool, typer.Option(help="Refuse a RED sender.")] = False,
     allow_partial: Annotated[bool, typer.Option(help="Accept a too-small daily tier.")] = False,
+    dedupe_window: DedupeOption = "7d",
 ) -> None:
     """Find every problem of a recipients file before anything is sent.
 
     Each problem names its spreadsheet row (the header is row 1). With --sender-id,
     --template-id and an API key, also checks the sender, the template, the tier and the
-    balance. Exit 0 when no row is invalid (skipped duplicates are fine), 2 otherwise.
+    balance, and counts the rows the store (--db) shows were already sent (ALREADY_SENT).
+    Exit 0 when no row is invalid (skipped duplicates are fine), 2 otherwise.
     """
     key = optional_api_key(api_key_file)
     settings = RunSettings(
         api_key=key,
+        db=db,
+        dedupe_window=config_module.parse_duration(dedupe_window),
         base_url=base_url,
         default_region=default_region,
         name_fallback=name_fallback,
@@ -390,6 +430,7 @@ def validate(
                     "valid_rows": 0,
                     "invalid_rows": 0,
                     "skipped_rows": 0,
+                    "already_sent_rows": None,
                     "problems": [
                         {"row": None, "column": None, "code": "preflight", "message": str(exc)}
                     ],
@@ -402,7 +443,7 @@ def validate(
         with problems.open("w", encoding="utf-8", newline="") as f:
             report.write_problems_csv(load.problems, f)
     if as_json:
-        print(json.dumps(report.validation_summary(load)))
+        print(json.dumps(report.validation_summary(load, checked.already_sent)))
     else:
         render_validation(checked, [*notices, *load.notices], problems)
     raise typer.Exit(0 if load.ok else 2)
@@ -425,26 +466,30 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
         err.print(text, highlight=False, markup=False)
     if checked.tier:
         err.print(f"[yellow]warning:[/] {checked.tier}", highlight=False)
+    already = checked.already_sent
+    if already and already.rows:
+        err.print(runner.already_sent_text(already), highlight=False)
     shown = [p for p in load.problems if p.severity != Severity.SKIP] or load.problems
     if shown:
         err.print(display.problems_table(shown))
     out.print(
         f"{len(load.recipients)} valid, {len(load.invalid)} invalid, "
         f"{len(load.skipped)} skipped, {warnings} warnings"
+        + (f", {already.rows} already sent" if already else "")
     )
     if written:
         err.print(f"every problem is in {written}")
 
 
-def confirm_unknown(yes: bool) -> None:
+def confirm_second_message(yes: bool, why: str) -> None:
+    """Ask before sending rows that may give their recipients a second message."""
     err.print(
-        "[yellow]warning:[/] unknown rows may already have been delivered; "
-        "retrying them may send those recipients a second message."
+        f"[yellow]warning:[/] {why}; retrying them may send those recipients a second message."
     )
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError("retrying unknown rows needs --yes when there is no terminal to ask")
+        raise UsageError("retrying these rows needs --yes when there is no terminal to ask")
     if not typer.confirm("Send them again?", err=True):
         raise typer.Exit(1)
 

@@ -7,6 +7,7 @@
     default_region = "GB"
     rate = 5
     db = "campaigns.db"                    # a path or a SQLAlchemy URL
+    dedupe_window = "7d"                   # or 12h, 30m, a number of days; 0: off
     api_key_file = "/etc/campaign/api-key"
 
 See samples/campaign.toml for every key.
@@ -15,6 +16,7 @@ See samples/campaign.toml for every key.
 from __future__ import annotations
 
 import datetime
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,12 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "skip_invalid": bool,
     "block_red": bool,
     "allow_partial": bool,
+    "dedupe_window": (str, int, float),
 }
 PATH_KEYS = ("recipients", "api_key_file", "db")
+
+DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([dhm]?)", re.IGNORECASE)
+UNIT_SECONDS = {"": 86400, "d": 86400, "h": 3600, "m": 60}  # a plain number is days
 
 
 def read_config(path: Path, today: datetime.date | None = None) -> dict[str, Any]:
@@ -79,3 +85,26 @@ def merge(flags: dict[str, Any], config: dict[str, Any], defaults: dict[str, Any
         )
         for key in keys
     }
+
+
+def parse_duration(value: str | float, option: str = "--dedupe-window") -> float:
+    """Seconds from a number of days (7, 0.5) or a duration like 7d, 12h or 30m."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value) * UNIT_SECONDS["d"]
+    match = DURATION.fullmatch(str(value).strip())
+    if not match:
+        raise UsageError(
+            f"{option} must be a number of days or a duration like 7d, 12h or 30m "
+            f"(0 turns it off), not {value!r}"
+        )
+    number, unit = match.groups()
+    return float(number) * UNIT_SECONDS[unit.lower()]
+
+
+def duration_text(seconds: float) -> str:
+    """7 days, 12 hours, 30 minutes: a duration as parse_duration's user would say it."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} seconds"

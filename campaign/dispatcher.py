@@ -6,10 +6,11 @@ sends, while a worker thread holding the GIL would delay the sends themselves by
 
 One loop takes rows in spreadsheet order and launches each send as its own task, so
 that many requests can be in flight while they leave no faster than the limiter allows.
-For every row, in this order: commit `sending`, take a turn from the limiter (after any
-429 pause), send, record. The loop moves to the next row only once this one's request
-has left, so a crash leaves just the requests in flight, and at most one waiting for
-its turn, to be marked `unknown`.
+For every row, in this order: claim it (commit `sending`, unless the store's guard finds
+the same message already sent: then it is skipped, with no request and no turn), take a
+turn from the limiter (after any 429 pause), send, record. The loop moves to the next
+row only once this one's request has left, so a crash leaves just the requests in
+flight, and at most one waiting for its turn, to be marked `unknown`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from campaign.client import AutocallsClient
-from campaign.model import Fate, RowEvent, RowState, SendOutcome
+from campaign.model import ALREADY_SENT, Fate, RowEvent, RowState, SendOutcome
 from campaign.outcomes import fate_of
-from campaign.store import CampaignInfo, RowToSend, Store
+from campaign.store import DEFAULT_DEDUPE_WINDOW, CampaignInfo, RowToSend, Store
 
 BATCH = 200  # pending rows read from the store at a time
 IDLE_CHECK = 0.5  # seconds between looks at the store while only retries are waiting
@@ -48,6 +49,7 @@ class DispatchSettings:
     backoff: float = 1.0  # seconds before the first retry; doubles each time
     backoff_cap: float = 60.0
     breaker: int = 10  # this many rows in a row failing with one code halt the campaign
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW  # seconds; 0: no guard (see Store.claim)
 
 
 @dataclass
@@ -125,7 +127,10 @@ class Dispatcher:
         self, row: RowToSend, *, task_status: TaskStatus[bool] = TASK_STATUS_IGNORED
     ) -> None:
         try:
-            attempt = self.store.mark_sending(row.id)
+            claim = self.store.claim(row.id, self.settings.dedupe_window)
+            if claim.refusal is not None:
+                self._already_sent(row, task_status)
+                return
             outcome = await self.client.send_template(
                 self.campaign.sender_id,
                 self.campaign.template_id,
@@ -136,9 +141,14 @@ class Dispatcher:
             if outcome is None:  # halted or stopped while this row waited for its turn
                 self.store.unmark_sending(row.id)
             else:
-                await self._record(row, attempt, outcome)
+                await self._record(row, claim.attempt, outcome)
         finally:
             self._finished()
+
+    def _already_sent(self, row: RowToSend, task_status: TaskStatus[bool]) -> None:
+        """The guard skipped this row: nothing leaves, so the loop goes on at once."""
+        task_status.started(not self.ending)
+        self.on_row(RowEvent(row.recipient.row, RowState.SKIPPED, ALREADY_SENT))
 
     def _finished(self) -> None:
         self._in_flight -= 1

@@ -19,6 +19,9 @@ class RowState(enum.StrEnum):
 
 FINAL_STATES = frozenset({RowState.SENT, RowState.FAILED, RowState.UNKNOWN, RowState.SKIPPED})
 
+# The code of a row skipped because the same message went out lately (see Store.claim).
+ALREADY_SENT = "ALREADY_SENT"
+
 
 @dataclass(frozen=True)
 class Recipient:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from campaign.model import Problem, RowState
-from campaign.store import CampaignInfo, Store
+from campaign.store import AlreadySent, CampaignInfo, Store
 
 if TYPE_CHECKING:
     from campaign.loader import LoadResult
@@ -108,12 +108,14 @@ def write_problems_csv(problems: list[Problem], out: TextIO) -> None:
         writer.writerow(neutralise(v) for v in (p.row, p.column, p.value, p.code, p.message))
 
 
-def validation_summary(load: LoadResult) -> dict[str, Any]:
-    """The JSON object of `campaign validate --json`."""
+def validation_summary(load: LoadResult, already_sent: AlreadySent | None = None) -> dict:
+    """The JSON object of `campaign validate --json`; already_sent_rows is null unless the
+    account was asked (a key, --sender-id and --template-id)."""
     return {
         "valid_rows": len(load.recipients),
         "invalid_rows": len(load.invalid),
         "skipped_rows": len(load.skipped),
+        "already_sent_rows": already_sent.rows if already_sent else None,
         "problems": [
             {"row": p.row, "column": p.column, "code": p.code, "message": p.message}
             for p in load.problems

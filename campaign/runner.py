@@ -15,12 +15,20 @@ import httpx
 import sqlalchemy as sa
 
 from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
+from campaign.config import duration_text
 from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import CampaignBusy, InputError, NotFound, UsageError
 from campaign.limiter import AccountLimiter, Limiter, RateLimiter
-from campaign.model import RowEvent, RowState
+from campaign.model import ALREADY_SENT, Recipient, RowEvent, RowState
 from campaign.preflight import Preflight, check_account, check_tier
-from campaign.store import CampaignInfo, Store, lease_owner_id
+from campaign.store import (
+    DEFAULT_DEDUPE_WINDOW,
+    AlreadySent,
+    CampaignInfo,
+    Store,
+    lease_owner_id,
+    message_keyer,
+)
 
 if TYPE_CHECKING:
     from campaign.loader import LoadResult
@@ -47,6 +55,7 @@ class RunSettings:
     encoding: str | None = None  # of a CSV file, when the guess is wrong
     delimiter: str | None = None
     sheet: str | None = None  # of an XLSX workbook (default: the first)
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW  # seconds; 0 turns the guard off
     handle_signals: bool = False  # Ctrl-C and SIGTERM stop cleanly (the CLI turns it on)
 
 
@@ -77,7 +86,8 @@ OnNotice = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Retry:
-    """Rows a person chose to send again: failed ones (of one code), or unknown ones."""
+    """Rows a person chose to send again: failed ones (of one code), unknown ones, or
+    ones skipped as ALREADY_SENT."""
 
     states: tuple[RowState, ...]
     code: str | None = None
@@ -131,12 +141,15 @@ async def run_campaign(
                 if campaign is None:
                     preflight = await _preflight(client, sender_id, template_id, settings, notice)
                     loaded = _load(path, settings, preflight, notice)
-                    new = (store, name, print_, path, sender_id, template_id, loaded, owner)
-                    campaign = _create(*new)
+                    account = account_id(settings.base_url, settings.api_key)
+                    new = (store, name, print_, path, account, sender_id, template_id, loaded)
+                    campaign = _create(*new, owner)
                 else:  # a resume does not read the file again
                     _take_lease(store, campaign, owner)
                     await _preflight(client, sender_id, template_id, settings, notice)
-                result = await _dispatch(store, client, campaign, owner, settings, on_start, on_row)
+                result = await _dispatch(
+                    store, client, campaign, owner, settings, on_start, on_row, notice=notice
+                )
             finally:
                 if campaign is not None:
                     store.release_lease(campaign.id, owner)
@@ -242,6 +255,7 @@ class Validation:
     load: LoadResult
     preflight: Preflight | None = None
     tier: str | None = None  # the sender's daily tier is too small for the file
+    already_sent: AlreadySent | None = None  # with a key: the rows the guard will skip
 
 
 async def validate_file(
@@ -265,10 +279,41 @@ async def validate_file(
             preflight = await _preflight(client, sender_id, template_id, settings, notice)
         variables = preflight.variables
     loaded = read_file(path, settings, variables, preflight.body_text if preflight else None)
-    tier = None
-    if preflight is not None:
-        tier = check_tier(preflight, len(loaded.recipients), allow_partial=settings.allow_partial)
-    return Validation(loaded, preflight, tier)
+    if preflight is None:
+        return Validation(loaded)
+    assert sender_id is not None and template_id is not None
+    tier = check_tier(preflight, len(loaded.recipients), allow_partial=settings.allow_partial)
+    already = count_already_sent(settings, sender_id, template_id, loaded.recipients)
+    return Validation(loaded, preflight, tier, already)
+
+
+def count_already_sent(
+    settings: RunSettings, sender_id: int, template_id: int, recipients: list[Recipient]
+) -> AlreadySent:
+    """The rows of a file the guard would skip today, asked of the store `run` would use."""
+    if settings.dedupe_window <= 0:
+        return AlreadySent(window=0.0)
+    key = message_keyer(account_id(settings.base_url, settings.api_key), sender_id, template_id)
+    store = Store.open(settings.db)
+    try:
+        keys = (key(r.phone, r.variables) for r in recipients)
+        return store.already_sent(keys, settings.dedupe_window)
+    finally:
+        store.close()
+
+
+def already_sent_text(found: AlreadySent) -> str:
+    """The opening summary's line on what the guard will skip."""
+    rows = "1 row was" if found.rows == 1 else f"{found.rows} rows were"
+    names = ", ".join(found.campaigns[:3])
+    if len(found.campaigns) > 3:
+        names += f" and {len(found.campaigns) - 3} more"
+    campaigns = "campaign" if len(found.campaigns) == 1 else "campaigns"
+    return (
+        f"{rows} already sent to the same numbers with the same variables in the last "
+        f"{duration_text(found.window)} ({campaigns} {names}); they will be skipped "
+        f"({ALREADY_SENT})"
+    )
 
 
 def _invalid_text(loaded: LoadResult) -> str:
@@ -282,6 +327,7 @@ def _create(
     name: str,
     print_: str,
     path: Path,
+    account: str,
     sender_id: int,
     template_id: int,
     loaded: LoadResult,
@@ -292,6 +338,7 @@ def _create(
             name=name,
             fingerprint=print_,
             source=str(path),
+            account=account,
             sender_id=sender_id,
             template_id=template_id,
             recipients=loaded.recipients,
@@ -351,12 +398,16 @@ async def _dispatch(
     store.set_status(campaign.id, "running")
     if on_start:
         on_start(campaign, store.counts(campaign.id))
+    if notice:
+        _tell_already_sent(store, campaign, settings.dedupe_window, notice)
     dispatcher = Dispatcher(
         store,
         client,
         campaign,
         DispatchSettings(
-            max_in_flight=_max_in_flight(settings), max_attempts=settings.max_attempts
+            max_in_flight=_max_in_flight(settings),
+            max_attempts=settings.max_attempts,
+            dedupe_window=settings.dedupe_window,
         ),
         on_row,
     )
@@ -374,6 +425,17 @@ async def _dispatch(
         halt_reason=result.halt_reason,
         stopped=result.stopped,
     )
+
+
+def _tell_already_sent(
+    store: Store, campaign: CampaignInfo, window: float, notice: OnNotice
+) -> None:
+    """The opening summary says how many pending rows the guard will skip."""
+    if window <= 0:
+        return
+    found = store.already_sent(store.pending_keys(campaign.id), window, besides=campaign.id)
+    if found.rows:
+        notice(already_sent_text(found))
 
 
 def _take_lease(store: Store, campaign: CampaignInfo, owner: str) -> None:

@@ -8,12 +8,16 @@ power cut), any SQLAlchemy URL otherwise. Alembic migrations run on open.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import heapq
+import json
 import os
 import re
+import shlex
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -29,8 +33,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from campaign import outcomes
+from campaign.config import duration_text
 from campaign.errors import StoreError
-from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
+from campaign.model import ALREADY_SENT, Fate, Recipient, RowState, SendOutcome, SkippedRow
 from campaign.redact import Redactor
 
 DEFAULT_DB = "campaigns.db"
@@ -45,6 +50,11 @@ URL_SECRET_PARAM = re.compile(
     r"(?P<head>[?&;][^=&#?]*(?:pass|pwd|secret|token|key|auth|cred)[^=&#?]*=)(?P<secret>[^&#]*)",
     re.IGNORECASE,
 )
+DEFAULT_DEDUPE_WINDOW = 7 * 86400.0  # seconds the guard looks back (--dedupe-window)
+# Rows whose message may have reached its recipient: the guard counts them as sent.
+MAY_HAVE_SENT = (RowState.SENT, RowState.UNKNOWN, RowState.SENDING)
+BIG_CACHE_KIB = 256 * 1024  # SQLite page cache while a campaign's rows are inserted
+GUARD_CHUNK = 500  # message keys per query when counting what the guard will skip
 
 
 def utcnow() -> datetime:
@@ -62,6 +72,7 @@ class Campaign(Base):
     name: Mapped[str] = mapped_column(sa.String(200), unique=True)
     fingerprint: Mapped[str] = mapped_column(sa.String(64))  # file content + sender + template
     source: Mapped[str] = mapped_column(sa.String(1000))
+    account: Mapped[str | None] = mapped_column(sa.String(32))  # client.account_id; None: old
     sender_id: Mapped[int]
     template_id: Mapped[int]
     total_rows: Mapped[int]
@@ -88,9 +99,14 @@ class Row(Base):
     phone: Mapped[str] = mapped_column(sa.String(64))
     name: Mapped[str] = mapped_column(sa.String(1000))
     variables: Mapped[dict[str, Any]]
+    # What the recipient gets, whatever the campaign: see message_keyer. None for skipped
+    # rows and for rows stored before the guard existed (migration 0003).
+    message_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     state: Mapped[str] = mapped_column(sa.String(10))
     attempts: Mapped[int] = mapped_column(default=0)
     retry_at: Mapped[float | None]  # epoch seconds; a retried row waits until then
+    # Epoch seconds: when last marked `sending`, the moment the message may have left.
+    claimed_at: Mapped[float | None] = mapped_column(sa.Float)
     conversation_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     whatsapp_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
@@ -148,6 +164,41 @@ class CampaignInfo:
 class RowToSend:
     id: int
     recipient: Recipient
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What claiming a row came to: `sending` as this attempt, or refused by the guard."""
+
+    attempt: int = 0
+    refusal: str | None = None  # why the row was skipped ALREADY_SENT instead
+
+
+@dataclass(frozen=True)
+class AlreadySent:
+    """Rows whose message the guard will find already sent, and by which campaigns."""
+
+    rows: int = 0
+    campaigns: tuple[str, ...] = ()  # most recent first
+    window: float = 0.0  # seconds looked back
+
+
+def message_keyer(account: str, sender_id: int, template_id: int) -> Callable[[str, dict], str]:
+    """The key of a message from this account, sender and template: a function of the
+    phone (E.164) and the variables as sent. The recipient's name is not part of it.
+
+    sha256 hex of `account|sender|template|phone|variables as canonical JSON`; the
+    prefix is hashed once, so a million rows cost little more than their JSON.
+    """
+    prefix = hashlib.sha256(f"{account}|{sender_id}|{template_id}|".encode())
+    canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+    def key(phone: str, variables: dict) -> str:
+        digest = prefix.copy()
+        digest.update(f"{phone}|{canonical(variables)}".encode())
+        return digest.hexdigest()
+
+    return key
 
 
 def database_url(db: str | None) -> str:
@@ -232,6 +283,7 @@ class Store:
         name: str,
         fingerprint: str,
         source: str,
+        account: str,
         sender_id: int,
         template_id: int,
         recipients: Iterable[Recipient],
@@ -240,20 +292,22 @@ class Store:
     ) -> CampaignInfo:
         """Store a campaign and every one of its rows in one transaction.
 
+        `account` (client.account_id) keys each row's message, for the guard in `claim`.
         `lease` (owner, seconds): create it already held by that run, so that no other
         run can start it between its creation and the first send.
         """
         recipients, skipped = list(recipients), list(skipped)
-        rows = heapq.merge(
-            map(_pending_row, recipients), map(_skipped_row, skipped), key=itemgetter("row")
-        )
-        with self._writer.begin() as conn:
+        key = message_keyer(account, sender_id, template_id)
+        pending = (_pending_row(r, key(r.phone, r.variables)) for r in recipients)
+        rows = heapq.merge(pending, map(_skipped_row, skipped), key=itemgetter("row"))
+        with self._writer.begin() as conn, _big_cache(conn):
             campaign_id = conn.execute(
                 sa.insert(Campaign).returning(Campaign.id),
                 dict(
                     name=name,
                     fingerprint=fingerprint,
                     source=source,
+                    account=account,
                     sender_id=sender_id,
                     template_id=template_id,
                     total_rows=len(recipients) + len(skipped),
@@ -261,9 +315,10 @@ class Store:
                     lease_expires_at=time.time() + lease[1] if lease else None,
                 ),
             ).scalar_one()
+            now = utcnow()  # given once: a default would be called for every row
             while chunk := list(islice(rows, INSERT_CHUNK)):
                 for row in chunk:
-                    row["campaign_id"] = campaign_id
+                    row.update(campaign_id=campaign_id, created_at=now, updated_at=now)
                 conn.execute(sa.insert(Row), chunk)
         found = self.find_campaign(name)
         assert found is not None
@@ -438,15 +493,91 @@ class Store:
             return None
         return earliest or time.time()
 
-    def mark_sending(self, row_id: int) -> int:
-        """Commit `sending` before the request leaves; returns this attempt's number."""
+    def claim(self, row_id: int, dedupe_window: float) -> Claim:
+        """Commit `sending` before the request leaves, unless the same message went out lately.
+
+        The guard: if another row of this store, in any campaign, has the same message key
+        and may have reached the recipient (sent, unknown, or sending in a run now) since
+        `dedupe_window` seconds ago, this row is skipped ALREADY_SENT instead (0: no
+        check). The check and the mark are one transaction, so two runs claiming the same
+        message cannot both pass: SQLite lets one writer in at a time (BEGIN IMMEDIATE);
+        on PostgreSQL an advisory lock on the key serialises them.
+        """
+        now = time.time()
+        pending = update(Row).where(Row.id == row_id, Row.state == RowState.PENDING)
         with self._durable_writer.begin() as conn:
-            return conn.execute(
-                update(Row)
-                .where(Row.id == row_id, Row.state == RowState.PENDING)
-                .values(state=RowState.SENDING, attempts=Row.attempts + 1, updated_at=utcnow())
-                .returning(Row.attempts)
+            key = conn.scalar(select(Row.message_key).where(Row.id == row_id))
+            earlier = None
+            if key and dedupe_window > 0:
+                if conn.dialect.name == "postgresql":  # held until this transaction ends
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
+                earlier = _earlier_send(conn, row_id, key, since=now - dedupe_window)
+            if earlier is not None:
+                # No line in the attempt log: that log is of requests, and none was made.
+                refusal = _already_sent_text(conn, row_id, earlier, dedupe_window)
+                conn.execute(
+                    pending.values(
+                        state=RowState.SKIPPED,
+                        error_code=ALREADY_SENT,
+                        error_message=refusal,
+                        updated_at=utcnow(),
+                    )
+                )
+                return Claim(refusal=refusal)
+            attempt = conn.execute(
+                pending.values(
+                    state=RowState.SENDING,
+                    attempts=Row.attempts + 1,
+                    claimed_at=now,
+                    updated_at=utcnow(),
+                ).returning(Row.attempts)
             ).scalar_one()
+        return Claim(attempt=attempt)
+
+    def already_sent(
+        self, keys: Iterable[str], dedupe_window: float, *, besides: int | None = None
+    ) -> AlreadySent:
+        """How many of these message keys (one per row) the guard would refuse now, and
+        because of which campaigns; `besides` leaves out that campaign's own rows."""
+        wanted = Counter(keys)
+        if dedupe_window <= 0 or not wanted:
+            return AlreadySent(window=dedupe_window)
+        since = time.time() - dedupe_window
+        latest: dict[str, tuple[float, str]] = {}  # key -> (claimed_at, campaign name)
+        unique = list(wanted)
+        with self.engine.connect() as conn:
+            for start in range(0, len(unique), GUARD_CHUNK):
+                query = (
+                    select(Row.message_key, Row.claimed_at, Campaign.name)
+                    .join(Campaign, Campaign.id == Row.campaign_id)
+                    .where(
+                        Row.message_key.in_(unique[start : start + GUARD_CHUNK]),
+                        Row.state.in_(MAY_HAVE_SENT),
+                        Row.claimed_at >= since,
+                    )
+                )
+                if besides is not None:
+                    query = query.where(Row.campaign_id != besides)
+                for key, claimed_at, name in conn.execute(query):
+                    latest[key] = max(latest.get(key, (0.0, "")), (claimed_at, name))
+        by_campaign: dict[str, float] = {}
+        for claimed_at, name in latest.values():
+            by_campaign[name] = max(by_campaign.get(name, 0.0), claimed_at)
+        names = sorted(by_campaign, key=by_campaign.__getitem__, reverse=True)
+        return AlreadySent(sum(wanted[k] for k in latest), tuple(names), dedupe_window)
+
+    def pending_keys(self, campaign_id: int) -> list[str]:
+        """The message keys of a campaign's pending rows (for AlreadySent)."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    select(Row.message_key).where(
+                        Row.campaign_id == campaign_id,
+                        Row.state == RowState.PENDING,
+                        Row.message_key.is_not(None),
+                    )
+                )
+            )
 
     def unmark_sending(self, row_id: int) -> None:
         """A row marked `sending` whose request never left goes back to pending."""
@@ -609,6 +740,66 @@ def _log_attempt(
     )
 
 
+@contextlib.contextmanager
+def _big_cache(conn: sa.Connection) -> Iterator[None]:
+    """SQLite: a page cache that holds the message-key index while a campaign's rows go in.
+
+    Their keys are random, so each row touches some page of that index; with SQLite's
+    default 2 MB cache most of those pages would be spilled and read back many times.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    default = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{BIG_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size={default}")  # and give the memory back
+
+
+def _lock_id(key: str) -> int:
+    """A signed 64-bit number from a message key, for pg_advisory_xact_lock."""
+    return int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
+
+
+def _earlier_send(conn: sa.Connection, row_id: int, key: str, since: float) -> sa.Row | None:
+    """The latest other row with this message key that may have reached the recipient."""
+    return conn.execute(
+        select(Row.state, Row.claimed_at, Campaign.name)
+        .join(Campaign, Campaign.id == Row.campaign_id)
+        .where(
+            Row.message_key == key,
+            Row.id != row_id,
+            Row.state.in_(MAY_HAVE_SENT),
+            Row.claimed_at >= since,
+        )
+        .order_by(Row.claimed_at.desc())
+        .limit(1)
+    ).first()
+
+
+EARLIER_STATE_WORDS = {
+    RowState.SENT: "sent",
+    RowState.UNKNOWN: "possibly sent (its outcome is unknown)",
+    RowState.SENDING: "being sent",
+}
+
+
+def _already_sent_text(conn: sa.Connection, row_id: int, earlier: sa.Row, window: float) -> str:
+    """Why a row was refused: the earlier campaign and when, then how to send it anyway."""
+    this = conn.scalar(
+        select(Campaign.name).join(Row, Row.campaign_id == Campaign.id).where(Row.id == row_id)
+    )
+    when = datetime.fromtimestamp(earlier.claimed_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"the same message (phone, template, variables) was {EARLIER_STATE_WORDS[earlier.state]} "
+        f'by campaign "{earlier.name}" at {when}, within the last {duration_text(window)}; '
+        f"to send it anyway: campaign retry {shlex.quote(this)} --already-sent "
+        "(--dedupe-window 0 turns this check off)"
+    )
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration (creating it in an empty database)."""
     from alembic import command
@@ -710,12 +901,13 @@ def _campaign_info(c: sa.Row) -> CampaignInfo:
 
 
 # Both kinds of row carry the same keys: an executemany takes its columns from the first.
-def _pending_row(r: Recipient) -> dict[str, Any]:
+def _pending_row(r: Recipient, message_key: str) -> dict[str, Any]:
     return dict(
         row=r.row,
         phone=r.phone,
         name=r.name,
         variables=r.variables,
+        message_key=message_key,
         state=RowState.PENDING,
         error_code=None,
         error_message=None,
@@ -728,6 +920,7 @@ def _skipped_row(s: SkippedRow) -> dict[str, Any]:
         phone=s.phone,
         name=s.name,
         variables={},
+        message_key=None,
         state=RowState.SKIPPED,
         error_code=s.code,
         error_message=s.reason,

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 
 from campaign import outcomes
 from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
-from campaign.store import Store, database_url
+from campaign.store import DEFAULT_DEDUPE_WINDOW, Store, database_url
 
 
 def new_campaign(store: Store, n: int = 3, name: str = "c"):
@@ -25,6 +25,7 @@ def new_campaign(store: Store, n: int = 3, name: str = "c"):
         name=name,
         fingerprint="f" * 64,
         source="list.csv",
+        account="a" * 32,
         sender_id=12,
         template_id=45,
         recipients=recipients,
@@ -100,7 +101,7 @@ def test_sending_then_sent_is_logged(store_db):
     store = Store.open(store_db)
     campaign = new_campaign(store)
     row = store.due_rows(campaign.id, 1)[0]
-    assert store.mark_sending(row.id) == 1
+    assert store.claim(row.id, DEFAULT_DEDUPE_WINDOW).attempt == 1
     assert store.counts(campaign.id)["sending"] == 1
     outcome = SendOutcome(200, conversation_id=7, message_sid="SM1", api_status="queued")
     store.record(campaign.id, row.id, 1, outcome, Fate.SENT, state=RowState.SENT)
@@ -115,7 +116,7 @@ def test_rows_left_sending_become_unknown(store_db):
     store = Store.open(store_db)
     campaign = new_campaign(store)
     row = store.due_rows(campaign.id, 1)[0]
-    store.mark_sending(row.id)
+    store.claim(row.id, DEFAULT_DEDUPE_WINDOW)
     assert store.mark_interrupted(campaign.id) == 1
     line = next(r for r in store.report_rows(campaign.id) if r.id == row.id)
     assert (line.state, line.error_code) == ("unknown", outcomes.INTERRUPTED)
@@ -128,7 +129,7 @@ def test_retry_waits_until_due(store_db):
     store = Store.open(store_db)
     campaign = new_campaign(store, n=1)
     row = store.due_rows(campaign.id, 1)[0]
-    store.mark_sending(row.id)
+    store.claim(row.id, DEFAULT_DEDUPE_WINDOW)
     outcome = SendOutcome(429, error_code=outcomes.RATE_LIMITED)
     later = time.time() + 60
     store.record(
@@ -179,7 +180,7 @@ def test_requeue_failed_by_code(store_db):
     store = Store.open(store_db)
     campaign = new_campaign(store)
     for row, code in zip(store.due_rows(campaign.id, 3), ["A", "B", "A"], strict=True):
-        store.mark_sending(row.id)
+        store.claim(row.id, DEFAULT_DEDUPE_WINDOW)
         store.record(
             campaign.id,
             row.id,
