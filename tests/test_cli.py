@@ -176,6 +176,7 @@ def test_server_text_is_printed_as_written_not_as_markup(db_path):
         name="odd",
         fingerprint="f",
         source="odd.csv",
+        account="a" * 32,
         sender_id=SENDER,
         template_id=TEMPLATE,
         recipients=[],
