@@ -24,8 +24,9 @@ from rich.console import Console
 from campaign import config as config_module
 from campaign import display, report, runner
 from campaign.client import DEFAULT_BASE_URL
-from campaign.errors import CampaignError, InputError, PreflightError, UsageError
+from campaign.errors import CampaignError, InputError, PreflightError, StoreUnavailable, UsageError
 from campaign.model import RowState, Severity
+from campaign.patience import DEFAULT_PATIENCE
 from campaign.runner import RunResult, RunSettings
 from campaign.store import Store
 
@@ -73,6 +74,14 @@ SheetOption = Annotated[str | None, typer.Option(help="The XLSX sheet (default: 
 LogFormatOption = Annotated[
     str, typer.Option("--log-format", help="text, or json for log shippers.")
 ]
+StorePatienceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--store-patience",
+        min=0,
+        help="Seconds to wait for a failing store (locked, full, restarting); default 120.",
+    ),
+]
 
 
 def main() -> None:
@@ -90,6 +99,12 @@ def friendly(command: F) -> F:
             if exc.problems:
                 err.print(display.problems_table(exc.problems))
             err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except StoreUnavailable as exc:
+            for line in exc.unrecorded:  # whole lines, never wrapped: a program may read them
+                sys.stderr.write(json.dumps(line) + "\n")
+            sys.stderr.flush()
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except CampaignError as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
@@ -192,6 +207,7 @@ def run(
     allow_partial: Annotated[
         bool | None, typer.Option(help="Start even if the sender's 24-hour tier is too small.")
     ] = None,
+    store_patience: StorePatienceOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
@@ -201,7 +217,8 @@ def run(
     The same file with the same sender and template is the same campaign: rows already
     sent, failed, unknown or skipped are never sent again. Exit codes: 0 all sent or
     skipped, 1 some failed or unknown, 2 bad input, 3 halted by an account problem,
-    4 busy in another run, 130 interrupted.
+    4 busy in another run, 5 the store stayed unavailable (what it could not record is
+    printed on stderr as JSON lines), 130 interrupted.
     """
     setup_logging(verbose, quiet, log_format)
     flags = {k: v for k, v in locals().items() if k in config_module.KEYS}
@@ -243,6 +260,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "skip_invalid": False,
     "block_red": False,
     "allow_partial": False,
+    "store_patience": DEFAULT_PATIENCE,
 }
 
 
@@ -256,8 +274,14 @@ def run_settings(values: dict[str, Any]) -> RunSettings:
         rate=values.get("rate") or RUN_DEFAULTS["rate"],
         timeout=values.get("timeout") or RUN_DEFAULTS["timeout"],
         max_attempts=values.get("max_attempts") or RUN_DEFAULTS["max_attempts"],
+        store_patience=_given(values.get("store_patience"), DEFAULT_PATIENCE),
         handle_signals=True,
     )
+
+
+def _given(value: Any, default: Any) -> Any:
+    """The value if one was given (0 included), else the default."""
+    return default if value is None else value
 
 
 @app.command()
@@ -269,6 +293,7 @@ def resume(
     api_key_file: KeyFileOption = None,
     rate: RateOption = 5.0,
     timeout: TimeoutOption = 30.0,
+    store_patience: StorePatienceOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
@@ -296,6 +321,7 @@ def retry(
     api_key_file: KeyFileOption = None,
     rate: RateOption = 5.0,
     timeout: TimeoutOption = 30.0,
+    store_patience: StorePatienceOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",

@@ -38,6 +38,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "skip_invalid": bool,
     "block_red": bool,
     "allow_partial": bool,
+    "store_patience": (int, float),
 }
 PATH_KEYS = ("recipients", "api_key_file", "db")
 

@@ -3,6 +3,10 @@
 Every state change of a row is one call here, committed before the action it describes.
 SQLite by default (WAL; the commit of `sending` waits for the disk, so it survives a
 power cut), any SQLAlchemy URL otherwise. Alembic migrations run on open.
+
+A failure that may pass (a locked or full database, a lost connection, a restarted
+server) is raised as `StoreUnavailable`, decided in one place: `_unavailable`. The run
+waits for the store (patience.py); any other database error is a bug.
 """
 
 from __future__ import annotations
@@ -27,11 +31,23 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from campaign import outcomes
-from campaign.errors import StoreError
+from campaign.errors import StoreError, StoreUnavailable
 from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
 
 DEFAULT_DB = "campaigns.db"
 INSERT_CHUNK = 5000
+
+# SQLite errors that may pass: a lock held too long, a full or failing disk, a file
+# briefly unwritable. Others (no such table, a syntax error) are bugs.
+SQLITE_TRANSIENT = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_PROTOCOL",
+)
 
 
 def utcnow() -> datetime:
@@ -166,9 +182,11 @@ class Store:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             _create_private_file(Path(url.removeprefix("sqlite:///")))
         try:
-            engine = sa.create_engine(url)
+            # pool_pre_ping: a connection the server dropped (a restart) is replaced on checkout.
+            engine = sa.create_engine(url, pool_pre_ping=True)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot open the store {_safe_url(url)}: {exc}") from None
+        event.listen(engine, "handle_error", _unavailable)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
@@ -179,6 +197,12 @@ class Store:
             migrate(engine.execution_options(begin_immediate=True))
         except sa.exc.DatabaseError as exc:  # also "file is not a database"
             raise StoreError(f"cannot open the store {_safe_url(url)}: {exc.orig}") from None
+        except StoreUnavailable as exc:
+            engine.dispose()
+            raise StoreUnavailable(
+                f"cannot open the store {_safe_url(url)} ({exc.reason}); try again later",
+                reason=exc.reason,
+            ) from None
         return cls(engine)
 
     def close(self) -> None:
@@ -408,15 +432,18 @@ class Store:
             return None
         return earliest or time.time()
 
-    def mark_sending(self, row_id: int) -> int:
-        """Commit `sending` before the request leaves; returns this attempt's number."""
+    def mark_sending(self, row_id: int) -> int | None:
+        """Commit `sending` before the request leaves; returns this attempt's number.
+
+        None: the row is no longer pending, so another run has taken this campaign.
+        """
         with self._durable_writer.begin() as conn:
             return conn.execute(
                 update(Row)
                 .where(Row.id == row_id, Row.state == RowState.PENDING)
                 .values(state=RowState.SENDING, attempts=Row.attempts + 1, updated_at=utcnow())
                 .returning(Row.attempts)
-            ).scalar_one()
+            ).scalar_one_or_none()
 
     def unmark_sending(self, row_id: int) -> None:
         """A row marked `sending` whose request never left goes back to pending."""
@@ -457,7 +484,10 @@ class Store:
             )
         with self._writer.begin() as conn:
             conn.execute(update(Row).where(Row.id == row_id).values(**values))
-            _log_attempt(conn, campaign_id, row_id, attempt, outcome, fate)
+            # Written again after a commit whose answer was lost (a server restarting)?
+            # The row's update is the same; the log keeps one line per request.
+            if not _logged(conn, row_id, attempt, outcome, fate):
+                _log_attempt(conn, campaign_id, row_id, attempt, outcome, fate)
 
     def requeue(self, campaign_id: int, states: Iterable[RowState], code: str | None = None) -> int:
         """Put rows in `states` (optionally only those with `code`) back to pending."""
@@ -577,6 +607,47 @@ def _log_attempt(
             raw_body=outcome.raw_body,
         ),
     )
+
+
+def _logged(
+    conn: sa.Connection, row_id: int, number: int, outcome: SendOutcome, fate: Fate
+) -> bool:
+    """Whether the attempt log already has this line (an earlier try of this very write)."""
+    found = conn.scalar(
+        select(Attempt.id)
+        .where(
+            Attempt.row_id == row_id,
+            Attempt.number == number,
+            Attempt.fate == fate,
+            Attempt.error_code.is_not_distinct_from(outcome.error_code),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+def _unavailable(context: sa.engine.ExceptionContext) -> StoreUnavailable | None:
+    """The one place that decides which database errors mean "try again later".
+
+    SQLAlchemy calls it for every database error (a connection refused, a statement, a
+    commit); what it returns is raised instead. A dropped connection is still
+    invalidated, and pool_pre_ping replaces the others on their next checkout.
+    """
+    if context.is_pre_ping:  # a pooled connection found dead: SQLAlchemy opens a new one
+        return None
+    error = context.original_exception
+    if context.dialect.name == "sqlite":
+        name = getattr(error, "sqlite_errorname", "")
+        transient = name.startswith(SQLITE_TRANSIENT)
+    else:  # PostgreSQL and others: connection lost or refused, server restarting,
+        # serialization failure, deadlock, disk full are all OperationalErrors
+        transient = isinstance(
+            context.sqlalchemy_exception, sa.exc.OperationalError | sa.exc.InterfaceError
+        )
+    if not (transient or context.is_disconnect):
+        return None
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return StoreUnavailable(f"the store is unavailable ({reason}); try again later", reason=reason)
 
 
 def migrate(engine: Engine) -> None:
