@@ -148,16 +148,16 @@ def test_a_full_disk_pauses_the_run_which_finishes_once_it_is_freed(tmp_path):
         db = str(disk / "campaigns.db")
         proc = start_run(path, base_url, db, "--store-patience", 60)
         try:
-            stderr = Lines(proc.stderr)
+            reader = Lines(proc.stderr)
             wait_for(lambda: len(sandbox.messages) >= 10, 30, "10 messages")
             filler = fill(disk)
-            wait_for(lambda: stderr.has(PAUSED), 30, "the run to say it waits for its store")
+            wait_for(lambda: reader.has(PAUSED), 30, "the run to say it waits for its store")
             paused, sent_by_then = time.monotonic(), len(sandbox.messages)
             wait_for(lambda: time.monotonic() > paused + 1.5, 5, "the disk to stay full a while")
             freed = time.monotonic()
             filler.unlink()
             proc.wait(timeout=60)
-            stderr = stderr.text()
+            stderr = reader.text()
         finally:
             stop(proc)
         assert proc.returncode == 0, stderr
@@ -180,11 +180,11 @@ def test_a_disk_that_stays_full_ends_the_run_with_exit_5_and_every_outcome_on_st
         db = str(disk / "campaigns.db")
         proc = start_run(path, base_url, db, "--store-patience", 2)
         try:
-            stderr = Lines(proc.stderr)
+            reader = Lines(proc.stderr)
             wait_for(lambda: len(sandbox.messages) >= 10, 30, "10 messages")
             filler = fill(disk)
             proc.wait(timeout=60)
-            stderr = stderr.text()
+            stderr = reader.text()
         finally:
             stop(proc)
         assert proc.returncode == 5, stderr
@@ -209,7 +209,7 @@ def test_a_disk_that_stays_full_ends_the_run_with_exit_5_and_every_outcome_on_st
         with sqlite3.connect(db) as conn:
             (name,) = conn.execute("SELECT name FROM campaigns").fetchone()
         again = subprocess.run(
-            run_argv(path, base_url, "--rate", RATE, "--timeout", 5, "-q"),
+            campaign_argv("resume", name, "--base-url", base_url, "--rate", RATE, "-q"),
             env=cli_env(db),
             capture_output=True,
             text=True,
@@ -291,12 +291,12 @@ def test_a_postgresql_restart_mid_run_is_ridden_out(tmp_path):
     with PrivateCluster() as cluster, fake.running(sandbox) as base_url:
         proc = start_run(path, base_url, cluster.url)
         try:
-            stderr = Lines(proc.stderr)
+            reader = Lines(proc.stderr)
             wait_for(lambda: len(sandbox.messages) >= 15, 60, "15 messages")
             cluster.ctl("restart", "-m", "fast")
             assert proc.poll() is None and len(sandbox.messages) < n  # restarted mid-run
             proc.wait(timeout=60)
-            stderr = stderr.text()
+            stderr = reader.text()
         finally:
             stop(proc)
         assert proc.returncode == 0, stderr
