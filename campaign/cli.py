@@ -25,8 +25,9 @@ from rich.markup import escape  # server and file text is printed as written, ne
 from campaign import config as config_module
 from campaign import display, report, runner
 from campaign.client import DEFAULT_BASE_URL
-from campaign.errors import CampaignError, InputError, PreflightError, UsageError
+from campaign.errors import CampaignError, InputError, PreflightError, StoreUnavailable, UsageError
 from campaign.model import ALREADY_SENT, RowState, Severity
+from campaign.patience import DEFAULT_PATIENCE
 from campaign.runner import RunResult, RunSettings
 from campaign.store import Store
 
@@ -80,6 +81,14 @@ DEDUPE_HELP = (
     "the check off. Default 7d."
 )
 DedupeOption = Annotated[str, typer.Option("--dedupe-window", help=DEDUPE_HELP)]
+StorePatienceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--store-patience",
+        min=0,
+        help="Seconds to wait for a failing store (locked, full, restarting); default 120.",
+    ),
+]
 
 
 def main() -> None:
@@ -101,6 +110,12 @@ def friendly(command: F) -> F:
             if exc.problems:
                 err.print(display.problems_table(exc.problems))
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except StoreUnavailable as exc:
+            for line in exc.unrecorded:  # whole lines, never wrapped: a program may read them
+                sys.stderr.write(json.dumps(line) + "\n")
+            sys.stderr.flush()
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except CampaignError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -204,6 +219,7 @@ def run(
         bool | None, typer.Option(help="Start even if the sender's 24-hour tier is too small.")
     ] = None,
     dedupe_window: Annotated[str | None, typer.Option("--dedupe-window", help=DEDUPE_HELP)] = None,
+    store_patience: StorePatienceOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
@@ -214,7 +230,9 @@ def run(
     sent, failed, unknown or skipped are never sent again. Whatever the file, a message
     sent lately to the same phone with the same variables is skipped (ALREADY_SENT; see
     --dedupe-window). Exit codes: 0 all sent or skipped, 1 some failed or unknown,
-    2 bad input, 3 halted by an account problem, 4 busy in another run, 130 interrupted.
+    2 bad input, 3 halted by an account problem, 4 busy in another run, 5 the store
+    stayed unavailable (what it could not record is printed on stderr as JSON lines),
+    130 interrupted.
     """
     setup_logging(verbose, quiet, log_format)
     flags = {k: v for k, v in locals().items() if k in config_module.KEYS}
@@ -257,6 +275,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "block_red": False,
     "allow_partial": False,
     "dedupe_window": "7d",
+    "store_patience": DEFAULT_PATIENCE,
 }
 
 
@@ -271,6 +290,7 @@ def run_settings(values: dict[str, Any]) -> RunSettings:
         timeout=values.get("timeout") or RUN_DEFAULTS["timeout"],
         max_attempts=values.get("max_attempts") or RUN_DEFAULTS["max_attempts"],
         dedupe_window=dedupe_window(values),
+        store_patience=_given(values.get("store_patience"), DEFAULT_PATIENCE),
         handle_signals=True,
     )
 
@@ -279,6 +299,11 @@ def dedupe_window(values: dict[str, Any]) -> float:
     """--dedupe-window (or the config's dedupe_window) in seconds."""
     given = values.get("dedupe_window")
     return config_module.parse_duration(RUN_DEFAULTS["dedupe_window"] if given is None else given)
+
+
+def _given(value: Any, default: Any) -> Any:
+    """The value if one was given (0 included), else the default."""
+    return default if value is None else value
 
 
 @app.command()
@@ -291,6 +316,7 @@ def resume(
     rate: RateOption = 5.0,
     timeout: TimeoutOption = 30.0,
     dedupe_window: DedupeOption = "7d",
+    store_patience: StorePatienceOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
@@ -328,6 +354,7 @@ def retry(
     rate: RateOption = 5.0,
     timeout: TimeoutOption = 30.0,
     dedupe_window: DedupeOption = "7d",
+    store_patience: StorePatienceOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",

@@ -10,6 +10,7 @@ text the server wrote passes the client's `Redactor` as it is read (`read_answer
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -24,7 +25,7 @@ from typing import Any
 import httpx
 
 from campaign import outcomes
-from campaign.errors import UsageError
+from campaign.errors import StoreUnavailable, UsageError
 from campaign.limiter import Limiter
 from campaign.model import Recipient, SendOutcome
 from campaign.redact import Redactor
@@ -143,7 +144,8 @@ class AutocallsClient:
         """Send one template message; every failure becomes an outcome, never an exception.
 
         `before_send` runs once the limiter has given this request its turn, right before
-        it leaves; if it returns False nothing is sent and the result is None.
+        it leaves; if it returns False nothing is sent and the result is None. None too
+        when the store failed while booking the turn: the request never left.
         `on_written` runs once the request has left (or could not).
         """
         payload = {
@@ -157,6 +159,9 @@ class AutocallsClient:
             response = await self._request(
                 "POST", "/user/whatsapp/send", before_send, on_written, json=payload
             )
+        except StoreUnavailable:  # from booking the turn: only then can the store fail here
+            on_written()
+            return None
         except Exception as exc:  # the outcome table decides: never a crash
             return _transport_outcome(exc, self._redact)
         return None if response is None else outcome_of(read_answer(response, self._redact))
@@ -205,7 +210,9 @@ class AutocallsClient:
 
         def left() -> None:
             if self.limiter:
-                self.limiter.left(turn, time.time())
+                # A pacing hint lost to a failing store must not fail a request that has left.
+                with contextlib.suppress(StoreUnavailable):
+                    self.limiter.left(turn, time.time())
             written()
 
         async def trace(event: str, info: object) -> None:

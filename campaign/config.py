@@ -41,6 +41,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "block_red": bool,
     "allow_partial": bool,
     "dedupe_window": (str, int, float),
+    "store_patience": (int, float),
 }
 PATH_KEYS = ("recipients", "api_key_file", "db")
 

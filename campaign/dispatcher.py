@@ -11,23 +11,31 @@ the same message already sent: then it is skipped, with no request and no turn),
 turn from the limiter (after any 429 pause), send, record. The loop moves to the next
 row only once this one's request has left, so a crash leaves just the requests in
 flight, and at most one waiting for its turn, to be marked `unknown`.
+
+Every store call goes through one `StorePatience`: when the store fails in a way that
+may pass, nothing new is sent, requests in flight finish, and their outcomes wait in
+memory (in order) until the store is back. If it stays down, the run gives up and
+`DispatchResult.unrecorded` lists what could not be written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from campaign.client import AutocallsClient
+from campaign.errors import StoreUnavailable
 from campaign.model import ALREADY_SENT, Fate, RowEvent, RowState, SendOutcome
 from campaign.outcomes import fate_of
+from campaign.patience import StorePatience
 from campaign.store import DEFAULT_DEDUPE_WINDOW, CampaignInfo, RowToSend, Store
 
 BATCH = 200  # pending rows read from the store at a time
@@ -55,7 +63,10 @@ class DispatchSettings:
 @dataclass
 class DispatchResult:
     halt_reason: str | None = None
-    stopped: bool = False  # asked to stop (Ctrl-C, lost lease): the rest stays pending
+    stopped: bool = False  # asked to stop (Ctrl-C): the rest stays pending
+    lease_lost: bool = False  # another run took the campaign: it sends the rest
+    store_failure: StoreUnavailable | None = None  # the store stayed down: the run gave up
+    unrecorded: list[dict[str, object]] = field(default_factory=list)  # what it could not write
 
 
 class Dispatcher:
@@ -68,12 +79,14 @@ class Dispatcher:
         campaign: CampaignInfo,
         settings: DispatchSettings = DispatchSettings(),
         on_row: Callable[[RowEvent], None] | None = None,
+        patience: StorePatience | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.campaign = campaign
         self.settings = settings
         self.on_row = on_row or (lambda event: None)
+        self.patience = patience or StorePatience()
         self.result = DispatchResult()
         self._slots = anyio.Semaphore(settings.max_in_flight)
         self._in_flight = 0
@@ -90,9 +103,19 @@ class Dispatcher:
         if self.result.halt_reason is None:
             self.result.halt_reason = reason
 
+    def lose_lease(self) -> None:
+        """Another run has taken the campaign: launch nothing more, record what comes back."""
+        self.result.lease_lost = True
+
     @property
     def ending(self) -> bool:
-        return self.result.stopped or self.result.halt_reason is not None
+        result = self.result
+        return (
+            result.stopped
+            or result.lease_lost
+            or result.halt_reason is not None
+            or self.patience.gave_up is not None
+        )
 
     async def run(self) -> DispatchResult:
         """Send until no row is pending, or until stopped or halted."""
@@ -104,6 +127,7 @@ class Dispatcher:
                 # waits for its turn, and nothing else runs on the loop while it leaves.
                 if not await tasks.start(self._send, row):
                     break
+        self.result.store_failure = self.patience.gave_up
         return self.result
 
     async def _next_row(self) -> RowToSend | None:
@@ -111,10 +135,18 @@ class Dispatcher:
         while not self.ending:
             if self._queue:
                 return self._queue.popleft()
-            self._queue.extend(self.store.due_rows(self.campaign.id, BATCH))
-            if self._queue:
-                continue
-            next_at = self.store.next_retry_at(self.campaign.id)
+            try:
+                due = await self.patience.call(
+                    self.store.due_rows, self.campaign.id, BATCH, read=True
+                )
+                self._queue.extend(due)
+                if self._queue:
+                    continue
+                next_at = await self.patience.call(
+                    self.store.next_retry_at, self.campaign.id, read=True
+                )
+            except StoreUnavailable:  # the run gave up on the store
+                return None
             if next_at is None and self._in_flight == 0:
                 return None
             wait = IDLE_CHECK if next_at is None else min(IDLE_CHECK, next_at - time.time())
@@ -126,29 +158,54 @@ class Dispatcher:
     async def _send(
         self, row: RowToSend, *, task_status: TaskStatus[bool] = TASK_STATUS_IGNORED
     ) -> None:
+        launched = _once(task_status.started)  # lets the loop go on, once
         try:
-            claim = self.store.claim(row.id, self.settings.dedupe_window)
-            if claim.refusal is not None:
-                self._already_sent(row, task_status)
+            attempt = await self._claim(row)
+            if attempt is None:
                 return
             outcome = await self.client.send_template(
                 self.campaign.sender_id,
                 self.campaign.template_id,
                 row.recipient,
-                before_send=lambda: not self.ending,
-                on_written=lambda: task_status.started(not self.ending),
+                # Nothing new leaves while the store is failing: its outcome could be lost.
+                before_send=lambda: not (self.ending or self.patience.waiting),
+                on_written=lambda: launched(not self.ending),
             )
-            if outcome is None:  # halted or stopped while this row waited for its turn
-                self.store.unmark_sending(row.id)
+            if outcome is None:  # halted, stopped, or the store failed while it waited its turn
+                await self._unmark(row)
             else:
-                await self._record(row, claim.attempt, outcome)
+                await self._record(row, attempt, outcome)
         finally:
+            launched(not self.ending)  # it never left: the loop goes on (or ends) all the same
             self._finished()
 
-    def _already_sent(self, row: RowToSend, task_status: TaskStatus[bool]) -> None:
-        """The guard skipped this row: nothing leaves, so the loop goes on at once."""
-        task_status.started(not self.ending)
-        self.on_row(RowEvent(row.recipient.row, RowState.SKIPPED, ALREADY_SENT))
+    async def _claim(self, row: RowToSend) -> int | None:
+        """Commit `sending` and return the attempt's number; None if the row is not sent now.
+
+        Not now: the guard skipped it (ALREADY_SENT), the store failed (the row stays
+        pending), or the row is no longer pending (another run has the campaign).
+        """
+        window = self.settings.dedupe_window
+        try:
+            claim = await self.patience.call(self.store.claim, row.id, window, retry=False)
+        except StoreUnavailable as exc:
+            if exc is not self.patience.gave_up:  # tried: the commit may have happened all the same
+                await self._unmark(row)
+            return None
+        if claim is None:
+            self.lose_lease()
+            return None
+        if claim.refusal is not None:
+            self.on_row(RowEvent(row.recipient.row, RowState.SKIPPED, ALREADY_SENT))
+            return None
+        return claim.attempt
+
+    async def _unmark(self, row: RowToSend) -> None:
+        """A row whose request never left goes back to pending, once the store is back."""
+        try:
+            await self.patience.call(self.store.unmark_sending, row.id)
+        except StoreUnavailable:  # left `sending`: the next run marks it unknown
+            self.result.unrecorded.append(unrecorded_line(row, RowState.PENDING, None))
 
     def _finished(self) -> None:
         self._in_flight -= 1
@@ -157,28 +214,44 @@ class Dispatcher:
 
     async def _record(self, row: RowToSend, attempt: int, outcome: SendOutcome) -> None:
         fate = fate_of(outcome)
-        state = ROW_STATE_OF_FATE[fate]
-        retry_at = None
-        if fate is Fate.RETRY:
-            if attempt >= self.settings.max_attempts:
-                state = RowState.FAILED  # with the last reason it was refused for
-            else:
-                retry_at = time.time() + await self._retry_delay(attempt, outcome)
-        self.store.record(
-            self.campaign.id, row.id, attempt, outcome, fate, state=state, retry_at=retry_at
-        )
+        state, retry_at = await self._next_state(fate, attempt, outcome)
         if fate is Fate.HALT:
             code = outcome.error_code or f"HTTP {outcome.http_status}"
             self.halt(f"{code}: {outcome.error_message}")
         self._watch_streak(fate, outcome)
+        try:
+            await self.patience.call(
+                self.store.record,
+                self.campaign.id,
+                row.id,
+                attempt,
+                outcome,
+                fate,
+                state=state,
+                retry_at=retry_at,
+            )
+        except StoreUnavailable:  # the run gave up on the store: the CLI prints it instead
+            self.result.unrecorded.append(unrecorded_line(row, state, outcome))
+            return
         self.on_row(RowEvent(row.recipient.row, state, outcome.error_code))
+
+    async def _next_state(
+        self, fate: Fate, attempt: int, outcome: SendOutcome
+    ) -> tuple[RowState, float | None]:
+        """The row's state after this outcome, and when a retried row is due again."""
+        if fate is not Fate.RETRY:
+            return ROW_STATE_OF_FATE[fate], None
+        if attempt >= self.settings.max_attempts:
+            return RowState.FAILED, None  # with the last reason it was refused for
+        return RowState.PENDING, time.time() + await self._retry_delay(attempt, outcome)
 
     async def _retry_delay(self, attempt: int, outcome: SendOutcome) -> float:
         """Retry-After when the server gave one (and pause everyone), else backoff with jitter."""
         if outcome.http_status == 429:
             wait = outcome.retry_after if outcome.retry_after is not None else 1.0
             if self.client.limiter is not None:  # a 429 pauses every sender of the account
-                await self.client.limiter.pause(wait)
+                with contextlib.suppress(StoreUnavailable):  # gave up: no one books turns
+                    await self.patience.call(self.client.limiter.pause, wait)
             return wait
         ceiling = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
@@ -198,3 +271,40 @@ class Dispatcher:
                 f"{count} rows in a row ended {fate} with {outcome.error_code}: the fault "
                 "is likely in the campaign, not the rows"
             )
+
+
+def unrecorded_line(row: RowToSend, state: RowState, outcome: SendOutcome | None) -> dict:
+    """What a person needs to know of an outcome the store could not record (never the key)."""
+    if outcome is None:
+        return {
+            "row": row.recipient.row,
+            "phone": row.recipient.phone,
+            "state": str(state),
+            "reason": "not sent: the store failed before its request left",
+        }
+    accepted = "accepted by the API" if outcome.message_sid or outcome.conversation_id else None
+    return {
+        "row": row.recipient.row,
+        "phone": row.recipient.phone,
+        "state": str(state),
+        "message_sid": outcome.message_sid,
+        "conversation_id": outcome.conversation_id,
+        "message_id": outcome.message_id,
+        "whatsapp_message_id": outcome.whatsapp_message_id,
+        "http_status": outcome.http_status,
+        "error_code": outcome.error_code,
+        "reason": outcome.error_message or accepted,
+    }
+
+
+def _once(call: Callable[[bool], object]) -> Callable[[bool], None]:
+    """`call`, the first time only: a task's start is reported exactly once."""
+    called = False
+
+    def once(value: bool) -> None:
+        nonlocal called
+        if not called:
+            called = True
+            call(value)
+
+    return once

@@ -41,3 +41,26 @@ class StoreError(CampaignError):
     """The store cannot be opened or upgraded."""
 
     exit_code = 2
+
+
+class StoreUnavailable(StoreError):
+    """The store failed in a way that may pass: try again later.
+
+    The store raises it for a locked or full database, a lost connection, a restarted
+    server. A run waits for the store (see patience.py); if it stays down the run ends
+    with this error, and `unrecorded` lists the outcomes it could not write (JSON-ready
+    dicts: the CLI prints them so that nothing the API accepted is lost).
+    """
+
+    exit_code = 5
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        unrecorded: list[dict[str, object]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason or message  # the database's own words, e.g. "database is locked"
+        self.unrecorded = unrecorded or []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import signal
@@ -17,9 +18,10 @@ import sqlalchemy as sa
 from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.config import duration_text
 from campaign.dispatcher import Dispatcher, DispatchSettings
-from campaign.errors import CampaignBusy, InputError, NotFound, UsageError
+from campaign.errors import CampaignBusy, InputError, NotFound, StoreUnavailable, UsageError
 from campaign.limiter import AccountLimiter, Limiter, RateLimiter
 from campaign.model import ALREADY_SENT, Recipient, RowEvent, RowState
+from campaign.patience import DEFAULT_PATIENCE, StorePatience
 from campaign.preflight import Preflight, check_account, check_tier
 from campaign.store import (
     DEFAULT_DEDUPE_WINDOW,
@@ -52,6 +54,7 @@ class RunSettings:
     skip_invalid: bool = False
     block_red: bool = False  # refuse a sender whose quality rating is RED
     allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
+    store_patience: float = DEFAULT_PATIENCE  # seconds to wait for a failing store
     encoding: str | None = None  # of a CSV file, when the guess is wrong
     delimiter: str | None = None
     sheet: str | None = None  # of an XLSX workbook (default: the first)
@@ -69,7 +72,10 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all sent or skipped, 1 failed or unknown rows, 3 halted, 130 stopped."""
+        """0 all sent or skipped, 1 failed or unknown rows, 3 halted, 130 stopped.
+
+        The others come from errors.py: 2 bad input, 4 busy, 5 the store stayed down.
+        """
         if self.halt_reason:
             return 3
         if self.stopped:
@@ -152,7 +158,7 @@ async def run_campaign(
                 )
             finally:
                 if campaign is not None:
-                    store.release_lease(campaign.id, owner)
+                    _release(store, campaign, owner)
         return replace(result, load=loaded)
     finally:
         store.close()
@@ -183,7 +189,7 @@ async def resume_campaign(
                     store, client, campaign, owner, settings, on_start, on_row, retry, notice
                 )
         finally:
-            store.release_lease(campaign.id, owner)
+            _release(store, campaign, owner)
     finally:
         store.close()
 
@@ -387,17 +393,22 @@ async def _dispatch(
     retry: Retry | None = None,
     notice: OnNotice | None = None,
 ) -> RunResult:
-    """Send the campaign's pending rows; the caller holds the lease and gives it back."""
-    if not store.renew_lease(campaign.id, owner, LEASE_TTL):  # lost while we prepared
+    """Send the campaign's pending rows; the caller holds the lease and gives it back.
+
+    Every store call waits out a failing store, up to `settings.store_patience`.
+    """
+    patience = StorePatience(settings.store_patience)
+    patient = patience.call
+    if not await patient(store.renew_lease, campaign.id, owner, LEASE_TTL):  # lost meanwhile
         raise _busy(campaign)
-    store.mark_interrupted(campaign.id)
+    await patient(store.mark_interrupted, campaign.id)
     if retry is not None:  # under the lease, so no other run is sending them now
-        moved = store.requeue(campaign.id, retry.states, retry.code)
+        moved = await patient(store.requeue, campaign.id, retry.states, retry.code)
         if notice:
             notice(f"{moved} rows put back to pending")
-    store.set_status(campaign.id, "running")
+    await patient(store.set_status, campaign.id, "running")
     if on_start:
-        on_start(campaign, store.counts(campaign.id))
+        on_start(campaign, await patient(store.counts, campaign.id, read=True))
     if notice:
         _tell_already_sent(store, campaign, settings.dedupe_window, notice)
     dispatcher = Dispatcher(
@@ -410,6 +421,7 @@ async def _dispatch(
             dedupe_window=settings.dedupe_window,
         ),
         on_row,
+        patience,
     )
     async with anyio.create_task_group() as background:
         background.start_soon(_keep_lease, store, campaign.id, owner, dispatcher)
@@ -417,11 +429,15 @@ async def _dispatch(
             background.start_soon(_stop_on_signal, dispatcher)
         result = await dispatcher.run()
         background.cancel_scope.cancel()
+    if result.store_failure is not None:
+        raise _store_down(result.store_failure, result.unrecorded)
+    if result.lease_lost:  # the other run owns the campaign's status now
+        raise _taken_over(campaign)
     status = "halted" if result.halt_reason else "stopped" if result.stopped else "finished"
-    store.set_status(campaign.id, status, result.halt_reason)
+    await patient(store.set_status, campaign.id, status, result.halt_reason)
     return RunResult(
-        campaign=store.find_campaign(campaign.name) or campaign,
-        counts=store.counts(campaign.id),
+        campaign=await patient(store.find_campaign, campaign.name, read=True) or campaign,
+        counts=await patient(store.counts, campaign.id, read=True),
         halt_reason=result.halt_reason,
         stopped=result.stopped,
     )
@@ -438,6 +454,35 @@ def _tell_already_sent(
         notice(already_sent_text(found))
 
 
+def _store_down(failure: StoreUnavailable, unrecorded: list[dict[str, object]]) -> StoreUnavailable:
+    """The run gave up on its store: say so, and hand over what it could not record."""
+    if unrecorded:
+        what = (
+            f"{len(unrecorded)} outcomes could not be recorded (printed above as JSON lines); "
+            "rows left `sending` become unknown at the next run"
+        )
+    else:
+        what = "every outcome received was recorded"
+    return StoreUnavailable(
+        f"{failure}: {what}; run again once the store is back",
+        reason=failure.reason,
+        unrecorded=unrecorded,
+    )
+
+
+def _taken_over(campaign: CampaignInfo) -> CampaignBusy:
+    return CampaignBusy(
+        f"campaign {campaign.name!r} was taken over by another run while this one was sending; "
+        "what this run sent is recorded, and the other run sends the rest"
+    )
+
+
+def _release(store: Store, campaign: CampaignInfo, owner: str) -> None:
+    """Give the lease back; a store that is down lets it expire on its own instead."""
+    with contextlib.suppress(StoreUnavailable):
+        store.release_lease(campaign.id, owner)
+
+
 def _take_lease(store: Store, campaign: CampaignInfo, owner: str) -> None:
     if not store.acquire_lease(campaign.id, owner, LEASE_TTL):
         raise _busy(campaign)
@@ -450,12 +495,15 @@ def _busy(campaign: CampaignInfo) -> CampaignBusy:
 
 
 async def _keep_lease(store: Store, campaign_id: int, owner: str, dispatcher: Dispatcher) -> None:
-    """Renew the lease; if another run took it (we stalled too long), stop sending at once."""
+    """Renew the lease, waiting out a failing store; if another run took it, stop sending."""
     while True:
         await anyio.sleep(LEASE_RENEW)
-        kept = store.renew_lease(campaign_id, owner, LEASE_TTL)
+        try:
+            kept = await dispatcher.patience.call(store.renew_lease, campaign_id, owner, LEASE_TTL)
+        except StoreUnavailable:  # the run gave up on the store: the dispatcher ends too
+            return
         if not kept:
-            dispatcher.stop()
+            dispatcher.lose_lease()
             return
 
 

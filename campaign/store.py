@@ -3,6 +3,10 @@
 Every state change of a row is one call here, committed before the action it describes.
 SQLite by default (WAL; the commit of `sending` waits for the disk, so it survives a
 power cut), any SQLAlchemy URL otherwise. Alembic migrations run on open.
+
+A failure that may pass (a locked or full database, a lost connection, a restarted
+server) is raised as `StoreUnavailable`, decided in one place: `_unavailable`. The run
+waits for the store (patience.py); any other database error is a bug.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from campaign import outcomes
 from campaign.config import duration_text
-from campaign.errors import StoreError
+from campaign.errors import StoreError, StoreUnavailable
 from campaign.model import ALREADY_SENT, Fate, Recipient, RowState, SendOutcome, SkippedRow
 from campaign.redact import Redactor
 
@@ -55,6 +59,18 @@ DEFAULT_DEDUPE_WINDOW = 7 * 86400.0  # seconds the guard looks back (--dedupe-wi
 MAY_HAVE_SENT = (RowState.SENT, RowState.UNKNOWN, RowState.SENDING)
 BIG_CACHE_KIB = 256 * 1024  # SQLite page cache while a campaign's rows are inserted
 GUARD_CHUNK = 500  # message keys per query when counting what the guard will skip
+
+# SQLite errors that may pass: a lock held too long, a full or failing disk, a file
+# briefly unwritable. Others (no such table, a syntax error) are bugs.
+SQLITE_TRANSIENT = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_PROTOCOL",
+)
 
 
 def utcnow() -> datetime:
@@ -246,9 +262,11 @@ class Store:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             _create_private_file(Path(url.removeprefix("sqlite:///")))
         try:
-            engine = sa.create_engine(parsed)
+            # pool_pre_ping: a connection the server dropped (a restart) is replaced on checkout.
+            engine = sa.create_engine(parsed, pool_pre_ping=True)
         except (sa.exc.ArgumentError, ImportError, ValueError, TypeError) as exc:
             raise StoreError(_cannot_open(url, exc)) from None
+        event.listen(engine, "handle_error", _unavailable)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
@@ -257,6 +275,12 @@ class Store:
         sa.orm.configure_mappers()
         try:
             migrate(engine.execution_options(begin_immediate=True))
+        except StoreUnavailable as exc:
+            engine.dispose()
+            raise StoreUnavailable(
+                f"cannot open the store {_safe_url(url)} ({exc.reason}); try again later",
+                reason=exc.reason,
+            ) from None
         except sa.exc.DBAPIError as exc:  # also "file is not a database"
             engine.dispose()
             raise StoreError(_cannot_open(url, exc.orig)) from None
@@ -493,8 +517,10 @@ class Store:
             return None
         return earliest or time.time()
 
-    def claim(self, row_id: int, dedupe_window: float) -> Claim:
+    def claim(self, row_id: int, dedupe_window: float) -> Claim | None:
         """Commit `sending` before the request leaves, unless the same message went out lately.
+
+        None: the row is no longer pending, so another run has taken this campaign.
 
         The guard: if another row of this store, in any campaign, has the same message key
         and may have reached the recipient (sent, unknown, or sending in a run now) since
@@ -515,7 +541,7 @@ class Store:
             if earlier is not None:
                 # No line in the attempt log: that log is of requests, and none was made.
                 refusal = _already_sent_text(conn, row_id, earlier, dedupe_window)
-                conn.execute(
+                skipped = conn.execute(
                     pending.values(
                         state=RowState.SKIPPED,
                         error_code=ALREADY_SENT,
@@ -523,7 +549,7 @@ class Store:
                         updated_at=utcnow(),
                     )
                 )
-                return Claim(refusal=refusal)
+                return Claim(refusal=refusal) if skipped.rowcount == 1 else None
             attempt = conn.execute(
                 pending.values(
                     state=RowState.SENDING,
@@ -531,8 +557,8 @@ class Store:
                     claimed_at=now,
                     updated_at=utcnow(),
                 ).returning(Row.attempts)
-            ).scalar_one()
-        return Claim(attempt=attempt)
+            ).scalar_one_or_none()
+        return None if attempt is None else Claim(attempt=attempt)
 
     def already_sent(
         self, keys: Iterable[str], dedupe_window: float, *, besides: int | None = None
@@ -618,7 +644,10 @@ class Store:
             )
         with self._writer.begin() as conn:
             conn.execute(update(Row).where(Row.id == row_id).values(**values))
-            _log_attempt(conn, campaign_id, row_id, attempt, outcome, fate)
+            # Written again after a commit whose answer was lost (a server restarting)?
+            # The row's update is the same; the log keeps one line per request.
+            if not _logged(conn, row_id, attempt, outcome, fate):
+                _log_attempt(conn, campaign_id, row_id, attempt, outcome, fate)
 
     def requeue(self, campaign_id: int, states: Iterable[RowState], code: str | None = None) -> int:
         """Put rows in `states` (optionally only those with `code`) back to pending."""
@@ -798,6 +827,47 @@ def _already_sent_text(conn: sa.Connection, row_id: int, earlier: sa.Row, window
         f"to send it anyway: campaign retry {shlex.quote(this)} --already-sent "
         "(--dedupe-window 0 turns this check off)"
     )
+
+
+def _logged(
+    conn: sa.Connection, row_id: int, number: int, outcome: SendOutcome, fate: Fate
+) -> bool:
+    """Whether the attempt log already has this line (an earlier try of this very write)."""
+    found = conn.scalar(
+        select(Attempt.id)
+        .where(
+            Attempt.row_id == row_id,
+            Attempt.number == number,
+            Attempt.fate == fate,
+            Attempt.error_code.is_not_distinct_from(outcome.error_code),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+def _unavailable(context: sa.engine.ExceptionContext) -> StoreUnavailable | None:
+    """The one place that decides which database errors mean "try again later".
+
+    SQLAlchemy calls it for every database error (a connection refused, a statement, a
+    commit); what it returns is raised instead. A dropped connection is still
+    invalidated, and pool_pre_ping replaces the others on their next checkout.
+    """
+    if context.is_pre_ping:  # a pooled connection found dead: SQLAlchemy opens a new one
+        return None
+    error = context.original_exception
+    if context.dialect.name == "sqlite":
+        name = getattr(error, "sqlite_errorname", "")
+        transient = name.startswith(SQLITE_TRANSIENT)
+    else:  # PostgreSQL and others: connection lost or refused, server restarting,
+        # serialization failure, deadlock, disk full are all OperationalErrors
+        transient = isinstance(
+            context.sqlalchemy_exception, sa.exc.OperationalError | sa.exc.InterfaceError
+        )
+    if not (transient or context.is_disconnect):
+        return None
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return StoreUnavailable(f"the store is unavailable ({reason}); try again later", reason=reason)
 
 
 def migrate(engine: Engine) -> None:

@@ -11,7 +11,7 @@ from conftest import SENDER, TEMPLATE
 from typer.testing import CliRunner
 
 from campaign import sandbox as fake
-from campaign.cli import app
+from campaign.cli import RUN_DEFAULTS, app, run_settings
 from campaign.config import merge, read_config
 from campaign.errors import UsageError
 from campaign.store import Store
@@ -92,3 +92,15 @@ def test_run_without_a_file_anywhere(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOCALLS_API_KEY", "k")
     result = CliRunner().invoke(app, ["run", "--sender-id", "1", "--template-id", "2"])
     assert result.exit_code == 2 and "RECIPIENTS" in result.output
+
+
+def test_store_patience_comes_from_the_file_or_the_flag(tmp_path, monkeypatch):
+    """store_patience in the file sets the run's patience; --store-patience 0 beats it."""
+    monkeypatch.setenv("AUTOCALLS_API_KEY", "k")
+    given = read_config(write(tmp_path, "store_patience = 30\n"))
+    assert run_settings(merge({"store_patience": None}, given, RUN_DEFAULTS)).store_patience == 30
+    assert run_settings(merge({"store_patience": 0.0}, given, RUN_DEFAULTS)).store_patience == 0
+    assert run_settings(merge({}, {}, RUN_DEFAULTS)).store_patience == 120
+    for command in ("run", "resume", "retry"):
+        shown = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert "--store-patience" in shown.output, command
