@@ -81,6 +81,7 @@ def new_campaign(store: Store, n: int) -> CampaignInfo:
         name="flaky",
         fingerprint="f",
         source="list.csv",
+        account="a" * 32,
         sender_id=SENDER,
         template_id=TEMPLATE,
         recipients=recipients,
