@@ -407,10 +407,11 @@ async def _dispatch(
         if notice:
             notice(f"{moved} rows put back to pending")
     await patient(store.set_status, campaign.id, "running")
+    found = await patient(store.skip_already_sent, campaign.id, settings.dedupe_window)
+    if found.rows and notice:
+        notice(already_sent_text(found))
     if on_start:
         on_start(campaign, await patient(store.counts, campaign.id, read=True))
-    if notice:
-        _tell_already_sent(store, campaign, settings.dedupe_window, notice)
     dispatcher = Dispatcher(
         store,
         client,
@@ -441,17 +442,6 @@ async def _dispatch(
         halt_reason=result.halt_reason,
         stopped=result.stopped,
     )
-
-
-def _tell_already_sent(
-    store: Store, campaign: CampaignInfo, window: float, notice: OnNotice
-) -> None:
-    """The opening summary says how many pending rows the guard will skip."""
-    if window <= 0:
-        return
-    found = store.already_sent(store.pending_keys(campaign.id), window, besides=campaign.id)
-    if found.rows:
-        notice(already_sent_text(found))
 
 
 def _store_down(failure: StoreUnavailable, unrecorded: list[dict[str, object]]) -> StoreUnavailable:

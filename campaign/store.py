@@ -21,14 +21,14 @@ import shlex
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, unquote_plus
 
 import sqlalchemy as sa
@@ -43,6 +43,7 @@ from campaign.model import ALREADY_SENT, Fate, Recipient, RowState, SendOutcome,
 from campaign.redact import Redactor
 
 DEFAULT_DB = "campaigns.db"
+T = TypeVar("T")
 INSERT_CHUNK = 5000
 URL_EXAMPLE = "postgresql+psycopg://user:password@host:5432/dbname"
 MASK = "***"
@@ -540,7 +541,7 @@ class Store:
                 earlier = _earlier_send(conn, row_id, key, since=now - dedupe_window)
             if earlier is not None:
                 # No line in the attempt log: that log is of requests, and none was made.
-                refusal = _already_sent_text(conn, row_id, earlier, dedupe_window)
+                refusal = _already_sent_text(_campaign_of_row(conn, row_id), earlier, dedupe_window)
                 skipped = conn.execute(
                     pending.values(
                         state=RowState.SKIPPED,
@@ -560,50 +561,67 @@ class Store:
             ).scalar_one_or_none()
         return None if attempt is None else Claim(attempt=attempt)
 
-    def already_sent(
-        self, keys: Iterable[str], dedupe_window: float, *, besides: int | None = None
-    ) -> AlreadySent:
+    def already_sent(self, keys: Iterable[str], dedupe_window: float) -> AlreadySent:
         """How many of these message keys (one per row) the guard would refuse now, and
-        because of which campaigns; `besides` leaves out that campaign's own rows."""
+        because of which campaigns (for `validate`)."""
         wanted = Counter(keys)
         if dedupe_window <= 0 or not wanted:
             return AlreadySent(window=dedupe_window)
         since = time.time() - dedupe_window
-        latest: dict[str, tuple[float, str]] = {}  # key -> (claimed_at, campaign name)
         unique = list(wanted)
+        earlier: dict[str, sa.Row] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(unique), GUARD_CHUNK):
-                query = (
-                    select(Row.message_key, Row.claimed_at, Campaign.name)
-                    .join(Campaign, Campaign.id == Row.campaign_id)
-                    .where(
-                        Row.message_key.in_(unique[start : start + GUARD_CHUNK]),
-                        Row.state.in_(MAY_HAVE_SENT),
-                        Row.claimed_at >= since,
-                    )
-                )
-                if besides is not None:
-                    query = query.where(Row.campaign_id != besides)
-                for key, claimed_at, name in conn.execute(query):
-                    latest[key] = max(latest.get(key, (0.0, "")), (claimed_at, name))
-        by_campaign: dict[str, float] = {}
-        for claimed_at, name in latest.values():
-            by_campaign[name] = max(by_campaign.get(name, 0.0), claimed_at)
-        names = sorted(by_campaign, key=by_campaign.__getitem__, reverse=True)
-        return AlreadySent(sum(wanted[k] for k in latest), tuple(names), dedupe_window)
+            for chunk in _chunks(unique, GUARD_CHUNK):
+                earlier.update(_earlier_sends(conn, chunk, since))
+        return _already_sent_summary(
+            [e for key, e in earlier.items() for _ in range(wanted[key])], dedupe_window
+        )
 
-    def pending_keys(self, campaign_id: int) -> list[str]:
-        """The message keys of a campaign's pending rows (for AlreadySent)."""
+    def skip_already_sent(self, campaign_id: int, dedupe_window: float) -> AlreadySent:
+        """Skip, in bulk, the pending rows whose message another campaign already sent.
+
+        `claim` checks every row again as it goes (a run started meanwhile); this pass at
+        the start spares a re-run of a big file one durable commit per row, and gives the
+        opening summary its count.
+        """
+        if dedupe_window <= 0:
+            return AlreadySent(window=dedupe_window)
+        since = time.time() - dedupe_window
+        this = self.campaign_name(campaign_id)
         with self.engine.connect() as conn:
-            return list(
-                conn.scalars(
-                    select(Row.message_key).where(
-                        Row.campaign_id == campaign_id,
-                        Row.state == RowState.PENDING,
-                        Row.message_key.is_not(None),
-                    )
+            pending = conn.execute(
+                select(Row.id, Row.message_key).where(
+                    Row.campaign_id == campaign_id,
+                    Row.state == RowState.PENDING,
+                    Row.message_key.is_not(None),
                 )
-            )
+            ).all()
+        found: list[sa.Row] = []
+        for chunk in _chunks(pending, GUARD_CHUNK):
+            with self._writer.begin() as conn:
+                earlier = _earlier_sends(conn, [key for _, key in chunk], since, campaign_id)
+                refused = [(row_id, earlier[key]) for row_id, key in chunk if key in earlier]
+                if refused:
+                    conn.execute(
+                        update(Row)
+                        .where(Row.id == sa.bindparam("row_id"), Row.state == RowState.PENDING)
+                        .values(
+                            state=RowState.SKIPPED,
+                            error_code=ALREADY_SENT,
+                            error_message=sa.bindparam("why"),
+                            updated_at=utcnow(),
+                        ),
+                        [
+                            dict(row_id=row_id, why=_already_sent_text(this, e, dedupe_window))
+                            for row_id, e in refused
+                        ],
+                    )
+            found += [e for _, e in refused]
+        return _already_sent_summary(found, dedupe_window)
+
+    def campaign_name(self, campaign_id: int) -> str:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(Campaign.name).where(Campaign.id == campaign_id))
 
     def unmark_sending(self, row_id: int) -> None:
         """A row marked `sending` whose request never left goes back to pending."""
@@ -808,6 +826,39 @@ def _earlier_send(conn: sa.Connection, row_id: int, key: str, since: float) -> s
     ).first()
 
 
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    return (items[start : start + size] for start in range(0, len(items), size))
+
+
+def _earlier_sends(
+    conn: sa.Connection, keys: Sequence[str], since: float, besides: int | None = None
+) -> dict[str, sa.Row]:
+    """For each of these message keys, the latest row that may have reached the recipient
+    since `since`; `besides` leaves out that campaign's own rows."""
+    query = (
+        select(Row.message_key, Row.state, Row.claimed_at, Campaign.name)
+        .join(Campaign, Campaign.id == Row.campaign_id)
+        .where(
+            Row.message_key.in_(keys),
+            Row.state.in_(MAY_HAVE_SENT),
+            Row.claimed_at >= since,
+        )
+        .order_by(Row.claimed_at)  # the latest of a key comes last, and wins below
+    )
+    if besides is not None:
+        query = query.where(Row.campaign_id != besides)
+    return {row.message_key: row for row in conn.execute(query)}
+
+
+def _already_sent_summary(earlier: Sequence[sa.Row], window: float) -> AlreadySent:
+    """How many rows, and which campaigns sent their messages, the most recent first."""
+    latest: dict[str, float] = {}
+    for e in earlier:
+        latest[e.name] = max(latest.get(e.name, 0.0), e.claimed_at)
+    names = sorted(latest, key=latest.__getitem__, reverse=True)
+    return AlreadySent(len(earlier), tuple(names), window)
+
+
 EARLIER_STATE_WORDS = {
     RowState.SENT: "sent",
     RowState.UNKNOWN: "possibly sent (its outcome is unknown)",
@@ -815,11 +866,15 @@ EARLIER_STATE_WORDS = {
 }
 
 
-def _already_sent_text(conn: sa.Connection, row_id: int, earlier: sa.Row, window: float) -> str:
-    """Why a row was refused: the earlier campaign and when, then how to send it anyway."""
-    this = conn.scalar(
+def _campaign_of_row(conn: sa.Connection, row_id: int) -> str:
+    return conn.scalar(
         select(Campaign.name).join(Row, Row.campaign_id == Campaign.id).where(Row.id == row_id)
     )
+
+
+def _already_sent_text(this: str, earlier: sa.Row, window: float) -> str:
+    """Why a row of campaign `this` was refused: the earlier campaign and when, then how
+    to send it anyway."""
     when = datetime.fromtimestamp(earlier.claimed_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
         f"the same message (phone, template, variables) was {EARLIER_STATE_WORDS[earlier.state]} "

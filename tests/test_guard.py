@@ -364,3 +364,23 @@ def test_the_window_can_come_from_a_config_file(api, tmp_path, db_path):
     result = cli.invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert api.messages_to(phone(0)) == 2
+
+
+async def test_a_copy_of_a_sent_file_is_skipped_before_the_first_send(tmp_path, db_path):
+    """The rows another campaign already sent are skipped in one pass when the run starts
+    (the opening counts show them), not one claim at a time."""
+    sandbox = fake.Sandbox()
+    path = write_csv(tmp_path / "customers.csv", phones(*range(30)))
+    await send(path, sandbox, db_path)
+    opening: list[dict[str, int]] = []
+    copy = shutil.copy(path, tmp_path / "customers (1).csv")
+    again = await run_campaign(
+        Path(copy),
+        SENDER,
+        TEMPLATE,
+        settings_for(db_path),
+        transport=in_process(sandbox),
+        on_start=lambda campaign, counts: opening.append(counts),
+    )
+    assert opening[0]["skipped"] == 30 and opening[0]["pending"] == 0
+    assert again.counts["skipped"] == 30 and len(sandbox.messages) == 30
