@@ -341,6 +341,7 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
+    db: DbOption = None,
     block_red: Annotated[bool, typer.Option(help="Refuse a RED sender.")] = False,
     allow_partial: Annotated[bool, typer.Option(help="Accept a too-small daily tier.")] = False,
 ) -> None:
@@ -349,10 +350,13 @@ def validate(
     Each problem names its spreadsheet row (the header is row 1). With --sender-id,
     --template-id and an API key, also checks the sender, the template, the tier and the
     balance. Exit 0 when no row is invalid (skipped duplicates are fine), 2 otherwise.
+    Those requests take turns of the account's rate, shared through the store (--db)
+    with any run in progress.
     """
     key = optional_api_key(api_key_file)
     settings = RunSettings(
         api_key=key,
+        db=db,
         base_url=base_url,
         default_region=default_region,
         name_fallback=name_fallback,

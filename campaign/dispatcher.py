@@ -9,7 +9,8 @@ that many requests can be in flight while they leave no faster than the limiter 
 For every row, in this order: commit `sending`, take a turn from the limiter (after any
 429 pause), send, record. The loop moves to the next row only once this one's request
 has left, so a crash leaves just the requests in flight, and at most one waiting for
-its turn, to be marked `unknown`.
+its turn, to be marked `unknown`. Stopping or halting ends every wait at once: for a
+turn, for a 429's pause, for a retry.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from campaign.client import AutocallsClient
+from campaign.errors import AccountPaused
 from campaign.model import Fate, RowEvent, RowState, SendOutcome
 from campaign.outcomes import fate_of
 from campaign.store import CampaignInfo, RowToSend, Store
@@ -82,11 +84,19 @@ class Dispatcher:
     def stop(self) -> None:
         """Launch nothing more; requests in flight finish and are recorded."""
         self.result.stopped = True
+        self._end_waits()
 
     def halt(self, reason: str) -> None:
         """Stop because of an account-level problem; the first reason wins."""
         if self.result.halt_reason is None:
             self.result.halt_reason = reason
+        self._end_waits()
+
+    def _end_waits(self) -> None:
+        """Whatever waits (a turn, a 429's pause, a retry) stops waiting now."""
+        if self.client.limiter is not None:
+            self.client.limiter.interrupt()
+        self._changed.set()
 
     @property
     def ending(self) -> bool:
@@ -126,14 +136,18 @@ class Dispatcher:
     ) -> None:
         try:
             attempt = self.store.mark_sending(row.id)
-            outcome = await self.client.send_template(
-                self.campaign.sender_id,
-                self.campaign.template_id,
-                row.recipient,
-                before_send=lambda: not self.ending,
-                on_written=lambda: task_status.started(not self.ending),
-            )
-            if outcome is None:  # halted or stopped while this row waited for its turn
+            try:
+                outcome = await self.client.send_template(
+                    self.campaign.sender_id,
+                    self.campaign.template_id,
+                    row.recipient,
+                    before_send=lambda: not self.ending,
+                    on_written=lambda: task_status.started(not self.ending),
+                )
+            except AccountPaused as exc:  # the API paused the account for too long
+                self.halt(str(exc))
+                outcome = None
+            if outcome is None:  # not sent: halted or stopped while it waited for its turn
                 self.store.unmark_sending(row.id)
             else:
                 await self._record(row, attempt, outcome)
@@ -168,7 +182,10 @@ class Dispatcher:
         if outcome.http_status == 429:
             wait = outcome.retry_after if outcome.retry_after is not None else 1.0
             if self.client.limiter is not None:  # a 429 pauses every sender of the account
-                await self.client.limiter.pause(wait)
+                try:
+                    await self.client.limiter.pause(wait)
+                except AccountPaused as exc:  # too long to wait unattended
+                    self.halt(str(exc))
             return wait
         ceiling = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)

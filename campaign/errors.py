@@ -41,3 +41,9 @@ class StoreError(CampaignError):
     """The store cannot be opened or upgraded."""
 
     exit_code = 2
+
+
+class AccountPaused(CampaignError):
+    """The API asked the account to wait longer than a run waits unattended: halted."""
+
+    exit_code = 3

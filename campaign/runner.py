@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import CampaignBusy, InputError, NotFound, UsageError
-from campaign.limiter import AccountLimiter, Limiter, RateLimiter
+from campaign.limiter import AccountLimiter
 from campaign.model import RowEvent, RowState
 from campaign.preflight import Preflight, check_account, check_tier
 from campaign.store import CampaignInfo, Store, lease_owner_id
@@ -260,9 +260,13 @@ async def validate_file(
     preflight = None
     if settings.api_key and sender_id is not None and template_id is not None:
         notice = on_notice or (lambda text: None)
-        # No store here: a local limiter spaces these few reads (a 429 is waited out).
-        async with _client(settings, transport, RateLimiter(settings.rate)) as client:
-            preflight = await _preflight(client, sender_id, template_id, settings, notice)
+        # These reads take turns of the account like any run's requests: from its store.
+        store = Store.open(settings.db)
+        try:
+            async with _client(settings, transport, _limiter(store, settings)) as client:
+                preflight = await _preflight(client, sender_id, template_id, settings, notice)
+        finally:
+            store.close()
         variables = preflight.variables
     loaded = read_file(path, settings, variables, preflight.body_text if preflight else None)
     tier = None
@@ -310,7 +314,7 @@ def _limiter(store: Store, settings: RunSettings) -> AccountLimiter:
 
 
 def _client(
-    settings: RunSettings, transport: httpx.AsyncBaseTransport | None, limiter: Limiter
+    settings: RunSettings, transport: httpx.AsyncBaseTransport | None, limiter: AccountLimiter
 ) -> AutocallsClient:
     if not settings.api_key:
         raise UsageError("no API key: set AUTOCALLS_API_KEY or pass --api-key-file")
