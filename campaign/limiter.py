@@ -37,6 +37,7 @@ on our clock, converted with the reading of the shortest round trip.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -64,6 +65,8 @@ GUARD_WIDEN = 0.02  # per 429 (once per burst: see Store.pause_account)
 GUARD_NARROW = 0.00001  # per booking
 
 CLOCK_READINGS = 20  # recent readings of the database's clock; the best one is used
+
+log = logging.getLogger("campaign.limiter")
 
 
 class Interrupted(Exception):
@@ -160,8 +163,15 @@ class AccountLimiter:
         return await self.wait_turn()
 
     def left(self, turn: Turn, at: float) -> None:
-        """The request of `turn` was written out at `at` (our clock)."""
-        self.store.turn_written(turn.id, at + self.offset)
+        """The request of `turn` was written out at `at` (our clock). Never raises.
+
+        It is called while the request is on the wire: a store error here must not cut
+        the request short. Unrecorded, the turn's plan stands in for its write time.
+        """
+        try:
+            self.store.turn_written(turn.id, at + self.offset)
+        except Exception as exc:
+            log.warning("could not record when a request left (%s); pacing on its plan", exc)
 
     def release(self, turn: Turn) -> None:
         """The request of `turn` will not leave."""

@@ -114,7 +114,8 @@ class AccountPace(Base):
 
     account: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     paused_until: Mapped[float]
-    guard: Mapped[float] = mapped_column(server_default=sa.text("0.01"))  # learned from 429s
+    # Learned from 429s; a new account starts at limiter.GUARD_START (10 ms).
+    guard: Mapped[float] = mapped_column(server_default=sa.text("0.01"))
 
 
 class AccountTurn(Base):
