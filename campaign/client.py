@@ -1,6 +1,6 @@
 """The autocalls API over httpx: requests in, `SendOutcome` out.
 
-Every request takes a turn from the limiter first, so none can bypass the rate.
+Every request takes a turn of the account's limiter first, so none can bypass the rate.
 A send never raises: whatever happens on the wire becomes a `SendOutcome` whose fate
 `outcomes.fate_of` decides. The API key lives only in the client's headers, and every
 text the server wrote passes the client's `Redactor` as it is read (`read_answer`,
@@ -10,7 +10,6 @@ text the server wrote passes the client's `Redactor` as it is read (`read_answer
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
 import json
@@ -25,8 +24,8 @@ from typing import Any
 import httpx
 
 from campaign import outcomes
-from campaign.errors import StoreUnavailable, UsageError
-from campaign.limiter import Limiter
+from campaign.errors import AccountPaused, StoreUnavailable, UsageError
+from campaign.limiter import AccountLimiter, Interrupted
 from campaign.model import Recipient, SendOutcome
 from campaign.redact import Redactor
 
@@ -107,7 +106,7 @@ class AutocallsClient:
         *,
         timeout: float = 30.0,
         max_connections: int = 32,
-        limiter: Limiter | None = None,
+        limiter: AccountLimiter | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         root = check_base_url(base_url)
@@ -116,7 +115,8 @@ class AutocallsClient:
         # httpx logs each answer's reason phrase, which the server chose.
         self._log_filter = _RedactingFilter(self._redact)
         logging.getLogger("httpx").addFilter(self._log_filter)
-        self._traced = transport is None  # httpx's own transport reports when it has written
+        # httpx's own transport reports when it is about to write and when it has written.
+        self._traced = transport is None or isinstance(transport, httpx.AsyncHTTPTransport)
         self._http = httpx.AsyncClient(
             base_url=f"{root}/api",
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
@@ -144,9 +144,10 @@ class AutocallsClient:
         """Send one template message; every failure becomes an outcome, never an exception.
 
         `before_send` runs once the limiter has given this request its turn, right before
-        it leaves; if it returns False nothing is sent and the result is None. None too
-        when the store failed while booking the turn: the request never left.
-        `on_written` runs once the request has left (or could not).
+        it leaves; if it returns False nothing is sent and the result is None, as when
+        the limiter was interrupted, or the store failed while the turn was being booked.
+        `on_written` runs once the request has left (or could not). AccountPaused (the
+        account must wait too long for a turn): nothing was sent.
         """
         payload = {
             "sender_id": sender_id,
@@ -159,7 +160,9 @@ class AutocallsClient:
             response = await self._request(
                 "POST", "/user/whatsapp/send", before_send, on_written, json=payload
             )
-        except StoreUnavailable:  # from booking the turn: only then can the store fail here
+        except AccountPaused:
+            raise  # no request left: the caller halts
+        except StoreUnavailable:  # booking or confirming the turn, before any byte was written
             on_written()
             return None
         except Exception as exc:  # the outcome table decides: never a crash
@@ -198,33 +201,49 @@ class AutocallsClient:
     ) -> httpx.Response | None:
         """Every request, of any kind, takes a turn from the limiter first.
 
+        None: nothing was sent (`before_send` said no, or the limiter was interrupted).
         `on_written` is called once the request has been written out (or failed to be).
-        A request written out later than its turn (the event loop was busy) tells the
-        limiter, so that the turns after it keep their distance.
         """
-        turn = await self.limiter.wait_turn() if self.limiter else time.time()
-        if not before_send():
-            on_written()
-            return None
         written = _Once(on_written)
+        try:
+            return await self._paced(method, path, before_send, written, **kwargs)
+        except Interrupted:
+            return None  # the run is ending: this request never started to leave
+        finally:
+            written()  # e.g. it failed before leaving: the loop must go on all the same
+
+    async def _paced(
+        self,
+        method: str,
+        path: str,
+        before_send: Callable[[], bool],
+        written: Callable[[], None],
+        **kwargs: Any,
+    ) -> httpx.Response | None:
+        limiter = self.limiter
+        turn = await limiter.wait_turn() if limiter else None
+        if not before_send():
+            if limiter and turn:
+                limiter.release(turn)
+            return None
 
         def left() -> None:
-            if self.limiter:
-                # A pacing hint lost to a failing store must not fail a request that has left.
-                with contextlib.suppress(StoreUnavailable):
-                    self.limiter.left(turn, time.time())
+            if limiter and turn:
+                limiter.left(turn, time.time())  # pace on what left, not on what was planned
             written()
 
-        async def trace(event: str, info: object) -> None:
-            if event.endswith(".send_request_body.complete"):  # httpx's documented trace
+        async def trace(event: str, info: object) -> None:  # httpx's documented trace
+            nonlocal turn
+            if event.endswith(".send_request_headers.started") and limiter and turn:
+                # Opening the connection may have taken long: nothing is written yet, so
+                # a missed turn is given back and another awaited (Interrupted aborts it).
+                turn = await limiter.confirm(turn)
+            elif event.endswith(".send_request_body.complete"):
                 left()
 
         if not self._traced:
             left()  # a custom transport may never report: count the hand-over instead
-        try:
-            return await self._http.request(method, path, extensions={"trace": trace}, **kwargs)
-        finally:
-            written()  # e.g. it failed before leaving: the loop must go on all the same
+        return await self._http.request(method, path, extensions={"trace": trace}, **kwargs)
 
     async def _get(self, path: str, **params: str) -> Any:
         """A read; safe to repeat, so a 429 or 503 is waited out and tried again."""
@@ -233,11 +252,13 @@ class AutocallsClient:
                 response = await self._request("GET", path, params=params)
             except httpx.HTTPError as exc:
                 raise ApiError(None, None, f"{path}: {_describe(exc, self._redact)}") from None
-            assert response is not None
+            if response is None:  # the limiter was interrupted: the run is ending
+                raise ApiError(None, None, f"{path}: not sent, the run is stopping")
             if response.status_code not in (429, 503):
                 break
             if self.limiter is not None:
-                await self.limiter.pause(_retry_after(response) or 1.0)
+                rate_limited = response.status_code == 429
+                await self.limiter.pause(_retry_after(response) or 1.0, rate_limited=rate_limited)
         answer = read_answer(response, self._redact)
         if answer.status != 200:
             code, message, _, _ = parse_error_body(answer)

@@ -16,11 +16,12 @@ Every store call goes through one `StorePatience`: when the store fails in a way
 may pass, nothing new is sent, requests in flight finish, and their outcomes wait in
 memory (in order) until the store is back. If it stays down, the run gives up and
 `DispatchResult.unrecorded` lists what could not be written.
+
+Stopping or halting ends every wait at once: for a turn, for a 429's pause, for a retry.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections import deque
@@ -32,7 +33,7 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from campaign.client import AutocallsClient
-from campaign.errors import StoreUnavailable
+from campaign.errors import AccountPaused, StoreUnavailable
 from campaign.model import ALREADY_SENT, Fate, RowEvent, RowState, SendOutcome
 from campaign.outcomes import fate_of
 from campaign.patience import StorePatience
@@ -97,11 +98,19 @@ class Dispatcher:
     def stop(self) -> None:
         """Launch nothing more; requests in flight finish and are recorded."""
         self.result.stopped = True
+        self._end_waits()
 
     def halt(self, reason: str) -> None:
         """Stop because of an account-level problem; the first reason wins."""
         if self.result.halt_reason is None:
             self.result.halt_reason = reason
+        self._end_waits()
+
+    def _end_waits(self) -> None:
+        """Whatever waits (a turn, a 429's pause, a retry) stops waiting now."""
+        if self.client.limiter is not None:
+            self.client.limiter.interrupt()
+        self._changed.set()
 
     def lose_lease(self) -> None:
         """Another run has taken the campaign: launch nothing more, record what comes back."""
@@ -163,14 +172,7 @@ class Dispatcher:
             attempt = await self._claim(row)
             if attempt is None:
                 return
-            outcome = await self.client.send_template(
-                self.campaign.sender_id,
-                self.campaign.template_id,
-                row.recipient,
-                # Nothing new leaves while the store is failing: its outcome could be lost.
-                before_send=lambda: not (self.ending or self.patience.waiting),
-                on_written=lambda: launched(not self.ending),
-            )
+            outcome = await self._request(row, on_written=lambda: launched(not self.ending))
             if outcome is None:  # halted, stopped, or the store failed while it waited its turn
                 await self._unmark(row)
             else:
@@ -178,6 +180,23 @@ class Dispatcher:
         finally:
             launched(not self.ending)  # it never left: the loop goes on (or ends) all the same
             self._finished()
+
+    async def _request(
+        self, row: RowToSend, on_written: Callable[[], object]
+    ) -> SendOutcome | None:
+        """Send this row's message when its turn comes; None if it never left."""
+        try:
+            return await self.client.send_template(
+                self.campaign.sender_id,
+                self.campaign.template_id,
+                row.recipient,
+                # Nothing new leaves while the store is failing: its outcome could be lost.
+                before_send=lambda: not (self.ending or self.patience.waiting),
+                on_written=on_written,
+            )
+        except AccountPaused as exc:  # the API paused the account for too long
+            self.halt(str(exc))
+            return None
 
     async def _claim(self, row: RowToSend) -> int | None:
         """Commit `sending` and return the attempt's number; None if the row is not sent now.
@@ -250,8 +269,12 @@ class Dispatcher:
         if outcome.http_status == 429:
             wait = outcome.retry_after if outcome.retry_after is not None else 1.0
             if self.client.limiter is not None:  # a 429 pauses every sender of the account
-                with contextlib.suppress(StoreUnavailable):  # gave up: no one books turns
+                try:
                     await self.patience.call(self.client.limiter.pause, wait)
+                except StoreUnavailable:  # the run gave up on the store: no turn is booked
+                    pass
+                except AccountPaused as exc:  # too long to wait unattended
+                    self.halt(str(exc))
             return wait
         ceiling = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)

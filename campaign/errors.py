@@ -64,3 +64,9 @@ class StoreUnavailable(StoreError):
         super().__init__(message)
         self.reason = reason or message  # the database's own words, e.g. "database is locked"
         self.unrecorded = unrecorded or []
+
+
+class AccountPaused(CampaignError):
+    """The API asked the account to wait longer than a run waits unattended: halted."""
+
+    exit_code = 3

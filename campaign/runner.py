@@ -19,7 +19,7 @@ from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.config import duration_text
 from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import CampaignBusy, InputError, NotFound, StoreUnavailable, UsageError
-from campaign.limiter import AccountLimiter, Limiter, RateLimiter
+from campaign.limiter import AccountLimiter
 from campaign.model import ALREADY_SENT, Recipient, RowEvent, RowState
 from campaign.patience import DEFAULT_PATIENCE, StorePatience
 from campaign.preflight import Preflight, check_account, check_tier
@@ -277,35 +277,36 @@ async def validate_file(
     """Check a file as `run` would, sending nothing; ask the account too when a key is set."""
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
-    preflight = None
-    if settings.api_key and sender_id is not None and template_id is not None:
-        notice = on_notice or (lambda text: None)
-        # No store here: a local limiter spaces these few reads (a 429 is waited out).
-        async with _client(settings, transport, RateLimiter(settings.rate)) as client:
+    if not (settings.api_key and sender_id is not None and template_id is not None):
+        return Validation(read_file(path, settings, variables, None))
+    # The account's reads take turns like any run's requests, and the guard's count comes
+    # from the same store: the one `run` would use.
+    store = Store.open(settings.db)
+    try:
+        async with _client(settings, transport, _limiter(store, settings)) as client:
+            notice = on_notice or (lambda text: None)
             preflight = await _preflight(client, sender_id, template_id, settings, notice)
-        variables = preflight.variables
-    loaded = read_file(path, settings, variables, preflight.body_text if preflight else None)
-    if preflight is None:
-        return Validation(loaded)
-    assert sender_id is not None and template_id is not None
-    tier = check_tier(preflight, len(loaded.recipients), allow_partial=settings.allow_partial)
-    already = count_already_sent(settings, sender_id, template_id, loaded.recipients)
+        loaded = read_file(path, settings, preflight.variables, preflight.body_text)
+        tier = check_tier(preflight, len(loaded.recipients), allow_partial=settings.allow_partial)
+        already = count_already_sent(store, settings, sender_id, template_id, loaded.recipients)
+    finally:
+        store.close()
     return Validation(loaded, preflight, tier, already)
 
 
 def count_already_sent(
-    settings: RunSettings, sender_id: int, template_id: int, recipients: list[Recipient]
+    store: Store,
+    settings: RunSettings,
+    sender_id: int,
+    template_id: int,
+    recipients: list[Recipient],
 ) -> AlreadySent:
-    """The rows of a file the guard would skip today, asked of the store `run` would use."""
+    """The rows of a file the guard would skip today."""
     if settings.dedupe_window <= 0:
         return AlreadySent(window=0.0)
     key = message_keyer(account_id(settings.base_url, settings.api_key), sender_id, template_id)
-    store = Store.open(settings.db)
-    try:
-        keys = (key(r.phone, r.variables) for r in recipients)
-        return store.already_sent(keys, settings.dedupe_window)
-    finally:
-        store.close()
+    keys = (key(r.phone, r.variables) for r in recipients)
+    return store.already_sent(keys, settings.dedupe_window)
 
 
 def already_sent_text(found: AlreadySent) -> str:
@@ -363,7 +364,7 @@ def _limiter(store: Store, settings: RunSettings) -> AccountLimiter:
 
 
 def _client(
-    settings: RunSettings, transport: httpx.AsyncBaseTransport | None, limiter: Limiter
+    settings: RunSettings, transport: httpx.AsyncBaseTransport | None, limiter: AccountLimiter
 ) -> AutocallsClient:
     if not settings.api_key:
         raise UsageError("no API key: set AUTOCALLS_API_KEY or pass --api-key-file")

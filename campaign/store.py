@@ -154,13 +154,26 @@ class Attempt(Base):
 
 
 class AccountPace(Base):
-    """One account's shared pace (see limiter.AccountLimiter); times are epoch seconds."""
+    """One account's shared pace (see limiter.py); times are the database's epoch seconds."""
 
     __tablename__ = "account_pace"
 
     account: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    next_turn: Mapped[float]
     paused_until: Mapped[float]
+    # Learned from 429s; a new account starts at limiter.GUARD_START (10 ms).
+    guard: Mapped[float] = mapped_column(server_default=sa.text("0.01"))
+
+
+class AccountTurn(Base):
+    """An account's recent turns: when each was planned, and when its request was written."""
+
+    __tablename__ = "account_turns"
+    __table_args__ = (sa.Index("ix_account_turns_account_planned", "account", "planned"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(sa.String(64))
+    planned: Mapped[float]
+    written: Mapped[float | None]
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,47 @@ class CampaignInfo:
     status: str
     halt_reason: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ClockReading:
+    """The database's clock against this host's: database time = local time + offset.
+
+    Read with one round trip; the offset assumes the database read its clock halfway
+    through it, so it is off by at most half of `rtt`.
+    """
+
+    offset: float
+    rtt: float
+
+
+@dataclass(frozen=True)
+class PastTurn:
+    planned: float
+    written: float | None  # None until its request is known to have left
+
+
+@dataclass(frozen=True)
+class Pace:
+    """An account's pace as a booking sees it, on the database's clock."""
+
+    now: float
+    paused_until: float
+    guard: float
+    recent: list[PastTurn]  # the newest turns, newest first
+
+
+@dataclass(frozen=True)
+class Booking:
+    turn_id: int
+    at: float  # the database's clock
+    clock: ClockReading
+
+
+# How a booking places its turn: (when, the account's new guard) from the account's pace.
+PlanTurn = Callable[[Pace], tuple[float, float]]
+
+TURN_LOG_KEEP = 60.0  # seconds of turns kept per account: enough for any rate >= 1/60
 
 
 @dataclass(frozen=True)
@@ -327,8 +381,8 @@ class Store:
         rows = heapq.merge(pending, map(_skipped_row, skipped), key=itemgetter("row"))
         with self._writer.begin() as conn, _big_cache(conn):
             campaign_id = conn.execute(
-                sa.insert(Campaign).returning(Campaign.id),
-                dict(
+                sa.insert(Campaign)
+                .values(
                     name=name,
                     fingerprint=fingerprint,
                     source=source,
@@ -337,8 +391,9 @@ class Store:
                     template_id=template_id,
                     total_rows=len(recipients) + len(skipped),
                     lease_owner=lease[0] if lease else None,
-                    lease_expires_at=time.time() + lease[1] if lease else None,
-                ),
+                    lease_expires_at=self._db_now() + lease[1] if lease else None,
+                )
+                .returning(Campaign.id)
             ).scalar_one()
             now = utcnow()  # given once: a default would be called for every row
             while chunk := list(islice(rows, INSERT_CHUNK)):
@@ -359,9 +414,12 @@ class Store:
 
     # --- the lease: one run at a time per campaign --------------------------------------
 
+    # Lease times are the database's clock, so that hosts whose clocks disagree still agree
+    # on whether a lease is live.
+
     def acquire_lease(self, campaign_id: int, owner: str, ttl: float) -> bool:
         """Take the campaign if no live run holds it. One statement, so two runs cannot both win."""
-        now = time.time()
+        now = self._db_now()
         free = sa.or_(
             Campaign.lease_owner.is_(None),
             Campaign.lease_expires_at < now,
@@ -384,7 +442,7 @@ class Store:
             kept = conn.execute(
                 update(Campaign)
                 .where(Campaign.id == campaign_id, Campaign.lease_owner == owner)
-                .values(lease_expires_at=time.time() + ttl)
+                .values(lease_expires_at=self._db_now() + ttl)
             )
         return kept.rowcount == 1
 
@@ -401,43 +459,99 @@ class Store:
             return conn.scalar(select(Campaign.lease_owner).where(Campaign.id == campaign_id))
 
     # --- the account's pace, shared by every run on it ----------------------------------
+    # Every time here is the database's clock, so that runs on hosts whose clocks
+    # disagree share one pace; each call that reads it says how it compares to ours.
 
-    def book_turn(self, account: str, interval: float, lead: float) -> float:
-        """Take the account's next free turn (epoch seconds) and move the next one on."""
+    def book_turn(self, account: str, newest: int, plan: PlanTurn) -> Booking:
+        """Book the account's next turn where `plan` puts it, seeing the `newest` past turns.
+
+        One transaction holding the account's pace row, so bookings never interleave.
+        """
         self._ensure_account(account)
-        with self._writer.begin() as conn:
-            next_turn, paused_until = conn.execute(
-                select(AccountPace.next_turn, AccountPace.paused_until)
+        with self._pace_writer() as conn:
+            paused_until, guard = conn.execute(
+                select(AccountPace.paused_until, AccountPace.guard)
                 .where(AccountPace.account == account)
                 .with_for_update()
             ).one()
-            turn = max(next_turn, paused_until, time.time() + lead)
+            now, clock = self._read_clock(conn)  # after the lock: a wait for it is no skew
+            recent = conn.execute(
+                select(AccountTurn.planned, AccountTurn.written)
+                .where(AccountTurn.account == account)
+                .order_by(AccountTurn.planned.desc())
+                .limit(newest)
+            ).all()
+            at, guard = plan(Pace(now, paused_until, guard, [PastTurn(*t) for t in recent]))
             conn.execute(
-                update(AccountPace)
-                .where(AccountPace.account == account)
-                .values(next_turn=turn + interval)
+                update(AccountPace).where(AccountPace.account == account).values(guard=guard)
             )
-        return turn
-
-    def delay_turns(self, account: str, seconds: float) -> None:
-        """Push the account's next free turn back (a request left late)."""
-        with self._writer.begin() as conn:
+            turn_id = conn.execute(
+                sa.insert(AccountTurn).returning(AccountTurn.id),
+                dict(account=account, planned=at, written=None),
+            ).scalar_one()
             conn.execute(
-                update(AccountPace)
-                .where(AccountPace.account == account)
-                .values(next_turn=AccountPace.next_turn + seconds)
+                sa.delete(AccountTurn).where(
+                    AccountTurn.account == account, AccountTurn.planned < now - TURN_LOG_KEEP
+                )
             )
+        return Booking(turn_id, at, clock)
 
-    def pause_account(self, account: str, seconds: float) -> None:
-        """No turn of this account before `seconds` from now."""
+    def turn_written(self, turn_id: int, at: float) -> None:
+        """The request of a turn was written out at `at` (the database's clock)."""
+        with self._pace_writer() as conn:
+            conn.execute(update(AccountTurn).where(AccountTurn.id == turn_id).values(written=at))
+
+    def release_turn(self, turn_id: int) -> None:
+        """A turn whose request will not leave: it no longer counts in the account's window."""
+        with self._pace_writer() as conn:
+            conn.execute(sa.delete(AccountTurn).where(AccountTurn.id == turn_id))
+
+    def account_pause(self, account: str) -> tuple[float, ClockReading]:
+        """Until when the account is paused, and a fresh reading of the database's clock."""
         self._ensure_account(account)
-        until = time.time() + seconds
-        with self._writer.begin() as conn:
-            conn.execute(
-                update(AccountPace)
-                .where(AccountPace.account == account, AccountPace.paused_until < until)
-                .values(paused_until=until)
-            )
+        before = time.time()
+        with self.engine.connect() as conn:
+            paused_until, now = conn.execute(
+                select(AccountPace.paused_until, self._db_now_sql()).where(
+                    AccountPace.account == account
+                )
+            ).one()
+        after = time.time()
+        if not self._clock_is_remote:
+            return paused_until, ClockReading(0.0, 0.0)
+        return paused_until, _clock(now, before, after)
+
+    def pause_account(
+        self, account: str, seconds: float, widen: Callable[[float], float] | None = None
+    ) -> float:
+        """No turn of this account before `seconds` from now; returns when that is.
+
+        `widen` (a 429): the account's new guard from its guard, unless a pause was already
+        in force (one burst of 429s widens it once).
+        """
+        self._ensure_account(account)
+        with self._pace_writer() as conn:
+            paused_until, guard = conn.execute(
+                select(AccountPace.paused_until, AccountPace.guard)
+                .where(AccountPace.account == account)
+                .with_for_update()
+            ).one()
+            now, _ = self._read_clock(conn)
+            values: dict[str, float] = {}
+            if widen is not None and paused_until <= now:
+                values["guard"] = widen(guard)
+            if now + seconds > paused_until:
+                values["paused_until"] = now + seconds
+            if values:
+                conn.execute(
+                    update(AccountPace).where(AccountPace.account == account).values(**values)
+                )
+        return max(paused_until, now + seconds)
+
+    def account_guard(self, account: str) -> float | None:
+        """The account's learned guard (seconds), if it has a pace yet."""
+        with self.engine.connect() as conn:
+            return conn.scalar(select(AccountPace.guard).where(AccountPace.account == account))
 
     def _ensure_account(self, account: str) -> None:
         if account in self._accounts:
@@ -448,13 +562,45 @@ class Store:
                     select(AccountPace.account).where(AccountPace.account == account)
                 )
                 if not exists:
-                    conn.execute(
-                        sa.insert(AccountPace),
-                        dict(account=account, next_turn=0.0, paused_until=0.0),
-                    )
+                    conn.execute(sa.insert(AccountPace), dict(account=account, paused_until=0.0))
         except sa.exc.IntegrityError:
             pass  # another process inserted it first
         self._accounts.add(account)
+
+    @contextlib.contextmanager
+    def _pace_writer(self) -> Iterator[sa.Connection]:
+        """A write transaction of the pace: losing one in a crash loses nothing that matters."""
+        with self._writer.begin() as conn:
+            if self._clock_is_remote:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            yield conn
+
+    # --- the database's clock -----------------------------------------------------------
+
+    @property
+    def _clock_is_remote(self) -> bool:
+        """SQLite lives on this host: its clock is ours. A server has its own."""
+        return self.engine.dialect.name != "sqlite"
+
+    def _db_now_sql(self) -> sa.ColumnElement[float]:
+        """The database's time now, in epoch seconds, as SQL."""
+        if self.engine.dialect.name == "postgresql":
+            # clock_timestamp(), not now(): the time of this statement, not of the transaction.
+            return sa.cast(sa.extract("epoch", func.clock_timestamp()), sa.Float)
+        return sa.literal(time.time(), sa.Float)
+
+    def _db_now(self) -> float | sa.ColumnElement[float]:
+        """The database's time now: SQL evaluated by the server, or this host's clock."""
+        return self._db_now_sql() if self._clock_is_remote else time.time()
+
+    def _read_clock(self, conn: sa.Connection) -> tuple[float, ClockReading]:
+        """The database's time now, and how it compares to ours (one round trip)."""
+        if not self._clock_is_remote:
+            return time.time(), ClockReading(0.0, 0.0)
+        before = time.time()
+        now = conn.scalar(select(self._db_now_sql()))
+        after = time.time()
+        return now, _clock(now, before, after)
 
     # --- rows -------------------------------------------------------------------------
 
@@ -720,12 +866,12 @@ class Store:
     def lease_holder(self, campaign_id: int) -> str | None:
         """The owner of a live lease, if a run is active."""
         with self.engine.connect() as conn:
-            owner, expires = conn.execute(
-                select(Campaign.lease_owner, Campaign.lease_expires_at).where(
+            owner, expires, now = conn.execute(
+                select(Campaign.lease_owner, Campaign.lease_expires_at, self._db_now_sql()).where(
                     Campaign.id == campaign_id
                 )
             ).one()
-        return owner if owner and (expires or 0) > time.time() else None
+        return owner if owner and (expires or 0) > now else None
 
     def report_rows(self, campaign_id: int) -> Iterator[sa.Row]:
         """Every row of a campaign in spreadsheet order, for reports."""
@@ -761,6 +907,11 @@ class Store:
                 .order_by(Row.row)
             )
             yield from result
+
+
+def _clock(now: float, before: float, after: float) -> ClockReading:
+    """The database read `now` between our `before` and `after`: assume halfway."""
+    return ClockReading(offset=now - (before + after) / 2, rtt=after - before)
 
 
 def _log_attempt(

@@ -23,16 +23,17 @@ TEMPLATE = fake.DEMO_TEMPLATE_ID
 
 @pytest.fixture
 def anyio_backend() -> str:
-    return "asyncio"  # aiolimiter is asyncio-only
+    return "asyncio"
 
 
 @pytest.fixture
-def api(monkeypatch):
-    """A sandbox on loopback, with the key and its address in the environment."""
+def api(monkeypatch, tmp_path):
+    """A sandbox on loopback, with the key, its address and a fresh store in the environment."""
     sandbox = fake.Sandbox()
     with fake.running(sandbox) as base_url:
         monkeypatch.setenv("AUTOCALLS_API_KEY", fake.DEFAULT_KEY)
         monkeypatch.setenv("AUTOCALLS_BASE_URL", base_url)
+        monkeypatch.setenv("CAMPAIGN_DB", str(tmp_path / "api-campaigns.db"))
         yield sandbox
 
 

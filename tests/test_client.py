@@ -207,3 +207,45 @@ def test_one_account_whatever_the_spelling_of_its_address():
     assert account_id("https://host:8443", "key") != account_id("https://host", "key")
     assert account_id("https://host", "other") != account_id("https://host", "key")
     assert "key" not in account_id("https://host", "key")
+
+
+class SlowToConnect(httpx.AsyncHTTPTransport):
+    """httpx's own transport, but every request waits `delay` first, as a slow TLS set-up."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import anyio
+
+        await anyio.sleep(self.delay)
+        return await super().handle_async_request(request)
+
+
+async def test_a_request_slow_to_connect_waits_for_a_new_turn(db_path):
+    """A request whose connection took 80 ms misses its turn: it books another and leaves on it.
+
+    Its turn is given back before anything is written, so turns booked meanwhile keep
+    their distance; what left is recorded, each within a few ms of the turn it used.
+    """
+    import sqlalchemy as sa
+    from strict_server import KEY as STRICT_KEY
+    from strict_server import StrictServer, running
+
+    from campaign.limiter import WRITE_TOLERANCE, AccountLimiter
+    from campaign.store import Store
+
+    store = Store.open(db_path)
+    api = StrictServer()
+    with running(api) as url:
+        limiter = AccountLimiter(store, "acct", 5)
+        client = AutocallsClient(STRICT_KEY, url, limiter=limiter, transport=SlowToConnect(0.08))
+        async with client:
+            for _ in range(3):
+                assert (await client.send_template(12, 45, ALICE)).http_status == 200
+    with store.engine.connect() as conn:
+        turns = conn.execute(sa.text("SELECT id, planned, written FROM account_turns")).all()
+    assert len(turns) == 3 and api.accepted == 3  # the missed turns were given back
+    # Each left on the turn it used, not 80 ms after it.
+    assert all(0 <= written - planned <= WRITE_TOLERANCE for _, planned, written in turns)

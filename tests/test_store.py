@@ -15,6 +15,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from campaign import outcomes
+from campaign.limiter import plan_turn, requests_per_window
 from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
 from campaign.store import DEFAULT_DEDUPE_WINDOW, Store, database_url
 
@@ -63,7 +64,7 @@ def test_an_old_store_is_upgraded_on_open(store_db):
     store = Store.open(store_db)
     with store.engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == head()
-    assert store.book_turn("acct", 0.2, 0.0) > 0
+    assert store.book_turn("acct", 5, lambda pace: (pace.now, pace.guard)).at > 0
 
 
 def test_reopening_is_harmless(store_db):
@@ -204,13 +205,18 @@ def test_url_password_is_not_shown(tmp_path):
     assert "s3cret" not in str(caught.value)
 
 
+def book(store: Store, rate: float = 5) -> float:
+    """Book the account's next turn as the limiter would; its time (the database's clock)."""
+    return store.book_turn("acct", requests_per_window(rate), lambda p: plan_turn(p, rate)).at
+
+
 def test_turns_are_booked_an_interval_apart(store_db):
-    """The account's turns come `interval` apart, whoever books them."""
+    """The account's turns come (1 s + guard) / rate apart, whoever books them."""
     first, second = Store.open(store_db), Store.open(store_db)
-    a = first.book_turn("acct", 0.2, 0.0)
-    b = second.book_turn("acct", 0.2, 0.0)
-    c = first.book_turn("acct", 0.2, 0.0)
-    assert b - a == pytest.approx(0.2) and c - b == pytest.approx(0.2)
+    a, b, c = book(first), book(second), book(first)
+    guard = first.account_guard("acct")
+    assert b - a == pytest.approx((1 + guard) / 5, abs=1e-4)
+    assert c - b == pytest.approx((1 + guard) / 5, abs=1e-4)
 
 
 def test_a_pause_holds_the_next_turn(store_db):
@@ -219,15 +225,41 @@ def test_a_pause_holds_the_next_turn(store_db):
 
     store = Store.open(store_db)
     store.pause_account("acct", 5.0)
-    assert store.book_turn("acct", 0.2, 0.0) >= time.time() + 4.5
+    assert book(store) >= time.time() + 4.5
 
 
-def test_a_late_request_pushes_later_turns(store_db):
-    """A request that left late pushes the next free turn back by as much."""
+def test_a_late_write_pushes_the_turn_a_window_later(store_db):
+    """Turn k + rate waits a window after turn k's request actually left, not its plan."""
     store = Store.open(store_db)
-    turn = store.book_turn("acct", 0.2, 0.0)
-    store.delay_turns("acct", 0.05)
-    assert store.book_turn("acct", 0.2, 0.0) == pytest.approx(turn + 0.25)
+    first = store.book_turn("acct", 4, lambda p: plan_turn(p, 2))
+    second = store.book_turn("acct", 4, lambda p: plan_turn(p, 2))
+    store.turn_written(first.turn_id, first.at + 0.3)  # it left 300 ms late
+    store.turn_written(second.turn_id, second.at)  # as usual, on time
+    guard = store.account_guard("acct")
+    assert book(store, 2) == pytest.approx(first.at + 0.3 + 1 + guard, abs=1e-4)
+
+
+def test_a_released_turn_no_longer_counts(store_db):
+    """A turn given back (its request never left) leaves the account's window."""
+    store = Store.open(store_db)
+    first = store.book_turn("acct", 1, lambda p: plan_turn(p, 1))
+    store.release_turn(first.turn_id)
+    assert book(store, 1) < first.at + 0.5
+
+
+def test_models_match_the_migrations(store_db):
+    """The schema the migrations build is the one store.py's models describe."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from campaign.store import Base
+
+    store = Store.open(store_db)
+    # SQLite reads every float column back as FLOAT, a Double in the models: no difference.
+    options = {"compare_type": store.engine.dialect.name != "sqlite"}
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts=options)
+        assert compare_metadata(context, Base.metadata) == []
 
 
 @pytest.mark.parametrize(
