@@ -411,6 +411,7 @@ def test_a_host_10_s_ahead_books_and_leases_on_the_database_clock(pg_url, faketi
         name="busy",
         fingerprint="f" * 64,
         source="list.csv",
+        account="a" * 32,
         sender_id=12,
         template_id=45,
         recipients=[Recipient(2, "+14155550100", "A", {})],

@@ -27,6 +27,7 @@ from conftest import campaign_argv, cli_env, phone, run_argv, wait_for, write_re
 
 from campaign import sandbox as fake
 from campaign.errors import StoreError, StoreUnavailable
+from campaign.limiter import plan_turn
 from campaign.store import Store
 
 RATE = 20  # not the 5/s limit under test here: keep the runs short
@@ -341,6 +342,11 @@ def test_a_run_that_finds_its_lease_taken_stops_with_exit_4(tmp_path, rows_taken
         assert {state for p, (state, _) in rows.items() if p not in sid} == {"pending"}
 
 
+def book(store: Store) -> float:
+    """Book a turn of an account: a write to the store."""
+    return store.book_turn("account", 5, lambda pace: plan_turn(pace, 5)).at
+
+
 def test_a_locked_sqlite_store_is_unavailable_not_a_bug(db_path):
     """Another process holding the write lock past the busy timeout: StoreUnavailable."""
     store = Store.open(db_path)
@@ -350,13 +356,13 @@ def test_a_locked_sqlite_store_is_unavailable_not_a_bug(db_path):
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(StoreUnavailable) as caught:
-            store.book_turn("account", 0.2, 0.0)
+            book(store)
         assert caught.value.reason == "database is locked"
         assert caught.value.exit_code == 5
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert store.book_turn("account", 0.2, 0.0) > 0  # the lock gone, the same store works
+    assert book(store) > 0  # the lock gone, the same store works
     store.close()
 
 
@@ -366,14 +372,14 @@ def test_any_other_database_error_stays_a_bug(db_path):
     with sqlite3.connect(db_path) as conn:
         conn.execute("DROP TABLE account_pace")
     with pytest.raises(sa.exc.OperationalError, match="no such table"):
-        store.book_turn("account", 0.2, 0.0)
+        book(store)
     store.close()
 
 
 def test_a_postgresql_store_reopens_connections_the_server_dropped(pg_url):
     """Every connection killed server-side: the next call checks out a new one and works."""
     store = Store.open(pg_url)
-    store.book_turn("account", 0.2, 0.0)
+    book(store)
     name = sa.make_url(pg_url).database
     admin = sa.create_engine(pg_url.replace(f"/{name}", "/postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -383,7 +389,7 @@ def test_a_postgresql_store_reopens_connections_the_server_dropped(pg_url):
         ).scalar()
     admin.dispose()
     assert killed >= 1
-    assert store.book_turn("account", 0.2, 0.0) > 0
+    assert book(store) > 0
     store.close()
 
 
