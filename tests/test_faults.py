@@ -142,8 +142,9 @@ def test_fault_mix_ends_unknown_never_twice_and_costs_one_timeout(tmp_path):
     # A slow answer that held the pipeline up would leave a gap of about one timeout.
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert max(gaps) < timeout / 2 + (0.5 if refused else 0.0), max(gaps)
+    # On a loaded machine a turn woken late is booked again, a little later: 10% for that.
     span = arrivals[-1] - arrivals[0]
-    assert span <= (len(arrivals) - 1) * interval + 1.5 + pauses, span
+    assert span <= (len(arrivals) - 1) * interval * 1.1 + 1.0 + pauses, span
     # After the last send, at most the last timeout (and the process's exit) remains.
     assert ended - arrivals[-1] <= timeout + 3.0, ended - arrivals[-1]
 
