@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,6 +69,19 @@ def ahead_of_the_suite() -> None:
         os.nice(-10)
 
 
+def wait_until_serving(server: subprocess.Popen, probe: Callable[[], object], what: str) -> None:
+    """Return once `probe` gets an answer from the server process (bounded)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            probe()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"{what} did not start"
+            assert server.poll() is None, f"{what} exited"
+            time.sleep(0.05)
+
+
 @contextmanager
 def sandbox_server(*args: str):
     """`campaign sandbox` in its own process, as the real API would be: yields its URL."""
@@ -80,15 +94,7 @@ def sandbox_server(*args: str):
         preexec_fn=ahead_of_the_suite,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                get(f"{url}/sandbox/stats")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the sandbox did not start"
-                assert server.poll() is None, "the sandbox exited"
-                time.sleep(0.05)
+        wait_until_serving(server, lambda: get(f"{url}/sandbox/stats"), "the sandbox")
         yield url
     finally:
         server.terminate()
@@ -160,15 +166,7 @@ def strict_server(*args: object):
         preexec_fn=ahead_of_the_suite,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                arrivals_at(url)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the strict server did not start"
-                assert server.poll() is None, "the strict server exited"
-                time.sleep(0.05)
+        wait_until_serving(server, lambda: arrivals_at(url), "the strict server")
         yield url
     finally:
         server.terminate()
