@@ -138,6 +138,20 @@ def test_rows_counted_but_not_kept(tmp_path, monkeypatch):
     assert counted.problems == kept.problems
 
 
+def test_each_chunk_is_handed_over_as_it_is_read(tmp_path, monkeypatch):
+    """on_chunk is given every chunk, in row order: together, the rows load_recipients keeps."""
+    path = tmp_path / "many.csv"
+    path.write_text(_mixed_rows(600))
+    monkeypatch.setattr(csv_file, "BLOCK_SIZE", 2048)
+    chunks = []
+    result = load_recipients(path, keep_rows=False, on_chunk=chunks.append)
+    kept = load_recipients(path)
+    assert len(chunks) > 5
+    assert [r for c in chunks for r in c.recipients] == kept.recipients
+    assert [s for c in chunks for s in c.invalid] == kept.invalid
+    assert result.valid_rows == len(kept.recipients)
+
+
 def test_a_file_problem_found_late_stops_the_reading(tmp_path, monkeypatch):
     """An unclosed quote found after some chunks were given: `stopped`, and the problem."""
     path = tmp_path / "late.csv"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +73,7 @@ def load_recipients(
     sheet: str | None = None,
     workers: int | None = None,
     keep_rows: bool = True,
+    on_chunk: Callable[[Chunk], None] | None = None,
 ) -> LoadResult:
     """Read a CSV or XLSX file of recipients; never raises for bad input, never prints.
 
@@ -84,7 +85,9 @@ def load_recipients(
     header as written (trimmed).
     `workers`: processes reading phone numbers; None: one per core for a large file, none
     (this process) for a small one. `keep_rows` False: only count the rows (the problems are
-    kept), so that checking a file of millions of rows takes little memory.
+    kept), so that checking a file of millions of rows takes little memory. `on_chunk` is
+    given each Chunk of rows as it is read (to store them as they come); if the result is not
+    `ok`, what it was given does not count.
 
     Problem codes. File level (row None): unreadable_file, empty_file, binary_file,
     unsupported_format, bad_encoding, bad_delimiter, unknown_region, missing_sheet,
@@ -112,6 +115,8 @@ def load_recipients(
         result.skipped_rows += len(chunk.skipped)
         result.invalid_rows += len(chunk.invalid)
         row_problems += chunk.problems
+        if on_chunk is not None:
+            on_chunk(chunk)
         if keep_rows:
             result.recipients += chunk.recipients
             result.skipped += chunk.skipped
