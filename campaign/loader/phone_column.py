@@ -25,7 +25,7 @@ import pandas as pd
 
 from campaign.phones import PhoneBatch, PhoneResult, read_phones
 
-PARALLEL_FROM = 4 << 20  # bytes: a smaller file is read in this process
+PARALLEL_FROM = 2 << 20  # bytes: a smaller file is read in this process
 
 
 @dataclass

@@ -7,6 +7,16 @@ answer is yes, since a million clean rows should cost next to nothing. Row rules
 To change what a rule accepts, or what it says, change its function: no other one reads it.
 
 The order of a row's problems is the order of the rules in `checking.py`.
+
+Where each problem code is decided, if not here:
+  missing_phone, invalid_phone, excel_scientific, excel_float_repaired  campaign/phones.py
+  missing_column, ambiguous_column                                      mapping.py
+  unreadable_file, empty_file, unsupported_format                       reading.py, csv_file.py,
+                                                                        xlsx_file.py
+  binary_file, bad_encoding                                             encodings.py
+  bad_delimiter, unclosed_quote                                         csv_file.py
+  missing_sheet                                                         xlsx_file.py
+  no_rows                                                               checking.py
 """
 
 from __future__ import annotations
