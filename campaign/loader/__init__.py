@@ -160,7 +160,7 @@ def read_recipients(
 
 
 class Reading:
-    """A recipients file being read: iterate it for its rows, a Chunk at a time, in order.
+    """A recipients file being read: iterate it (once) for its rows, a Chunk at a time.
 
     File-level problems gather in `file_problems`, some only as the rows are read (no_rows,
     unclosed_quote). If one of them stops the reading (`stopped`), the chunks already given
@@ -216,15 +216,17 @@ class Reading:
         return not any(p.severity is Severity.ERROR for p in self.file_problems)
 
     def __iter__(self) -> Iterator[Chunk]:
-        if self._table is None or self._checker is None:
+        table, checker = self._table, self._checker
+        self._table = self._checker = None  # a file is read once
+        if table is None or checker is None:
             return
         phones = PhoneReader(self.region, self._workers)
         try:
-            yield from self._checked(self._table, self._checker, phones)
-            notice = self._checker.unread_columns_notice()
+            yield from self._checked(table, checker, phones)
+            notice = checker.unread_columns_notice()
             if notice:
                 self.notices.append(notice)
-            self._checker.check_some_rows()
+            checker.check_some_rows()
         except FileError as exc:
             self._stop(exc)
         finally:
