@@ -38,28 +38,30 @@ LAST = ["Smith", "O'Neil", "Müller", "García", "Nguyen", "Kowalski", "Rossi", 
 
 
 def _phone(i: int) -> str:
-    """A valid number, unique per i, written in one of several common ways."""
+    """A valid number, unique per i (up to 5,000,000), written in one of several common
+    ways. The last digit of s is i's, so two kinds of number never collide."""
     kind = i % 10
-    s = f"{i:06d}"
+    block, rest = divmod(i, 1_000_000)  # block: a digit that keeps numbers past 1M valid
+    s = f"{rest:06d}"
     if kind == 0:
-        return f"+447400{s}"
+        return f"+44740{block}{s}"
     if kind == 1:
-        return f"+44 7400 {s}"
+        return f"+44 740{block} {s}"
     if kind == 2:
-        return f"0044 7400 {s}"
+        return f"0044 740{block} {s}"
     if kind == 3:
-        return f"447401{s}"  # Excel dropped the +
+        return f"44740{block + 1}{s}"  # Excel dropped the +
     if kind == 4:
-        return f"07402 {s}"  # national: needs the default region
+        return f"0740{block + 2} {s}"  # national: needs the default region
     if kind == 5:
-        return f"+1 (201) 5{s[:2]}-{s[2:]}"
+        return f"+1 (20{block + 1}) 5{s[:2]}-{s[2:]}"
     if kind == 6:
-        return f"+49 176 1{s}0"
+        return f"+49 176 {block + 1}{s}0"
     if kind == 7:
-        return f"+33 6 12 {s[:2]} {s[2:4]} {s[4:]}"
+        return f"+33 6 {block + 1}2 {s[:2]} {s[2:4]} {s[4:]}"
     if kind == 8:
-        return f"+91 98{s[:3]} {s[3:]}00"
-    return f"+55 11 9{s[:4]}-{s[4:]}00"
+        return f"+91 98{s[:3]} {s[3:]}{block}0"
+    return f"+55 11 9{s[:4]}-{s[4:]}{block}0"
 
 
 def generate(path: Path, rows: int, seed: int = 7) -> None:
