@@ -61,6 +61,11 @@ class Problem:
     message: str
     severity: Severity = Severity.ERROR
 
+    @classmethod
+    def for_file(cls, code: str, message: str) -> Problem:
+        """A problem with the whole file: no row, column or value."""
+        return cls(None, None, None, code, message)
+
 
 class Fate(enum.StrEnum):
     """What the dispatcher does with a row after one request."""

@@ -6,7 +6,9 @@ repaired). A `PhoneNormalizer` caches results per raw value, so each distinct va
 once: one `phonenumbers.parse` for every number that turns out valid, except a number written
 without `+` that is invalid as a national number of `default_region` and valid as an
 international one (two); an invalid value may take a second parse to say why.
-Validity is phonenumbers' own rule (`is_valid_number`), computed by a faster equivalent.
+`read_phones` reads a batch of distinct values at once: the unit of work the loader gives its
+worker processes (campaign.phone_worker). Only phonenumbers' public API is used; validity is
+its own rule, `phonenumbers.is_valid_number`.
 
 How a value is read:
 
@@ -35,12 +37,12 @@ import unicodedata
 from typing import NamedTuple
 
 import phonenumbers
-from phonenumbers import PhoneMetadata, PhoneNumber
-from phonenumbers import phonenumberutil as _pnu
+from phonenumbers import PhoneNumber
 
 from campaign.model import Severity
 
 __all__ = [
+    "PhoneBatch",
     "PhoneNormalizer",
     "PhoneResult",
     "e164_if_valid",
@@ -48,6 +50,7 @@ __all__ = [
     "is_valid_number",
     "normalize_phone",
     "normalize_region",
+    "read_phones",
 ]
 
 # Characters that only format a number: removed before parsing.
@@ -91,141 +94,18 @@ def normalize_region(region: str | None) -> str | None:
 
 
 # --- validity --------------------------------------------------------------------------------
-# phonenumbers.is_valid_number runs the whole number-type classification twice (once to find
-# the region, once to validate) and costs about as much as parse itself. This does the same
-# test with one combined regular expression per (region metadata, number length); the
-# equivalence with phonenumbers.is_valid_number is checked by tests/test_phones.py.
-
-_TYPE_DESCS = (
-    "premium_rate",
-    "toll_free",
-    "shared_cost",
-    "voip",
-    "personal_number",
-    "pager",
-    "uan",
-    "voicemail",
-    "fixed_line",
-    "mobile",
-)
-_pattern_cache: dict[tuple[int, int], tuple[object, re.Pattern[str] | None]] = {}
-_leading_cache: dict[str, re.Pattern[str]] = {}
-
-
-def _desc_applies(desc: object, length: int) -> str | None:
-    """The desc's pattern if the desc can match a number of this length, else None."""
-    if desc is None:
-        return None
-    lengths = desc.possible_length
-    if lengths and length not in lengths:
-        return None
-    return desc.national_number_pattern or None
-
-
-def _matcher(metadata: object, length: int) -> re.Pattern[str] | None:
-    key = (id(metadata), length)
-    hit = _pattern_cache.get(key)
-    if hit is not None:
-        return hit[1]
-    general = _desc_applies(metadata.general_desc, length)
-    compiled = None
-    if general is not None:
-        types = [p for p in (_desc_applies(getattr(metadata, a), length) for a in _TYPE_DESCS) if p]
-        if types:
-            # Valid: the general pattern and at least one number type match the whole number.
-            alternatives = "|".join(f"(?:{p})" for p in types)
-            compiled = re.compile(f"(?=(?:{general})\\Z)(?:{alternatives})")
-    # The metadata object is kept in the value so that its id() cannot be reused.
-    _pattern_cache[key] = (metadata, compiled)
-    return compiled
-
-
-def _valid_for_metadata(nsn: str, metadata: object) -> bool:
-    matcher = _matcher(metadata, len(nsn))
-    return matcher is not None and matcher.fullmatch(nsn) is not None
-
-
-_single_region: dict[int, object] = {}
-
-
-def _national_significant_number(numobj: PhoneNumber) -> str:
-    if numobj.italian_leading_zero:
-        zeros = numobj.number_of_leading_zeros
-        return "0" * (1 if zeros is None else zeros) + str(numobj.national_number)
-    return str(numobj.national_number)
-
-
-def _valid_nsn(numobj: PhoneNumber) -> str | None:
-    """The national significant number if the number is valid, else None.
-
-    The same decision as phonenumbers.is_valid_number: find the region as
-    region_code_for_number does, then check the number against that region's patterns.
-    """
-    country_code = numobj.country_code
-    regions = _pnu.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
-    if not regions:
-        return None
-    nsn = _national_significant_number(numobj)
-    if len(regions) == 1:
-        metadata = _single_region.get(country_code)
-        if metadata is None:
-            metadata = PhoneMetadata.metadata_for_region_or_calling_code(
-                country_code, regions[0].upper()
-            )
-            if metadata is None:
-                return None
-            _single_region[country_code] = metadata
-        return nsn if _valid_for_metadata(nsn, metadata) else None
-    for candidate in regions:
-        metadata = PhoneMetadata.metadata_for_region(candidate.upper(), None)
-        if metadata is None:
-            continue
-        leading = metadata.leading_digits
-        if leading is not None:
-            pattern = _leading_cache.get(leading)
-            if pattern is None:
-                pattern = _leading_cache[leading] = re.compile(leading)
-            if pattern.match(nsn):
-                return nsn if _valid_for_metadata(nsn, metadata) else None
-        elif _valid_for_metadata(nsn, metadata):
-            return nsn
-    return None
-
-
-def _slow_valid_nsn(numobj: PhoneNumber) -> str | None:
-    if phonenumbers.is_valid_number(numobj):
-        return _pnu.national_significant_number(numobj)
-    return None
-
-
-def _check_fast_path() -> bool:
-    """Use the fast check only if it agrees with phonenumbers on a few known numbers."""
-    try:
-        samples = ["+447911123456", "+12015550123", "+14165550123", "+33612345678", "+4930123456"]
-        samples += ["+44791112345", "+1201555012", "+390612345678", "+80012345678", "+79123456789"]
-        for text in samples:
-            number = phonenumbers.parse(text, None)
-            if _valid_nsn(number) != _slow_valid_nsn(number):
-                return False
-        return True
-    except Exception:  # a phonenumbers release whose internals differ
-        return False
-
-
-_valid = _valid_nsn if _check_fast_path() else _slow_valid_nsn
 
 
 def is_valid_number(numobj: PhoneNumber) -> bool:
-    """Same answer as phonenumbers.is_valid_number, several times faster."""
-    return _valid(numobj) is not None
+    """phonenumbers' own rule: the number is valid for the region it belongs to."""
+    return phonenumbers.is_valid_number(numobj)
 
 
 def e164_if_valid(numobj: PhoneNumber) -> str | None:
-    """The E.164 form of a valid number (as phonenumbers.format_number gives it), else None."""
-    nsn = _valid(numobj)
-    if nsn is None:
+    """The E.164 form of a valid number, else None."""
+    if not phonenumbers.is_valid_number(numobj):
         return None
-    return f"+{numobj.country_code}{nsn}"
+    return phonenumbers.format_number(numobj, phonenumbers.PhoneNumberFormat.E164)
 
 
 # --- normalisation ---------------------------------------------------------------------------
@@ -268,13 +148,16 @@ def _parse_e164(text: str, region: str | None) -> str | None:
 
 def normalize_phone(raw: object, default_region: str | None = None) -> PhoneResult:
     """Read one phone cell (see the module docstring for the rules)."""
-    result = _read(raw, normalize_region(default_region))
-    return PhoneResult(result) if result.__class__ is str else result
+    return _as_result(_read(raw, normalize_region(default_region)))
+
+
+def _as_result(read: str | PhoneResult) -> PhoneResult:
+    return PhoneResult(read) if isinstance(read, str) else read
 
 
 def _read(raw: object, region: str | None) -> str | PhoneResult:
     """normalize_phone with a region already checked by normalize_region; a clean number comes
-    back as its E.164 string (no PhoneResult: a million rows make a million of them)."""
+    back as its E.164 string alone (the common case needs nothing more)."""
     value = raw.strip() if isinstance(raw, str) else ("" if raw is None else str(raw).strip())
     if not value:
         return _error("missing_phone", "phone is empty")
@@ -393,7 +276,30 @@ class PhoneNormalizer:
 
     def normalize(self, raw: object) -> PhoneResult:
         """The PhoneResult of one cell."""
-        result = self.lookup(raw)
-        return PhoneResult(result) if result.__class__ is str else result
+        return _as_result(self.lookup(raw))
 
     __call__ = normalize
+
+
+class PhoneBatch(NamedTuple):
+    """Many distinct phone cells, read: `e164[i]` for `values[i]` (None: unusable), and the
+    problem of each value that has one, by its index."""
+
+    e164: list[str | None]
+    problems: dict[int, PhoneResult]
+
+
+def read_phones(values: list[str], default_region: str | None) -> PhoneBatch:
+    """Read distinct phone cells in one go (a task for a worker process): each one is parsed
+    once, as `normalize_phone` would."""
+    region = normalize_region(default_region)
+    e164: list[str | None] = []
+    problems: dict[int, PhoneResult] = {}
+    for index, raw in enumerate(values):
+        read = _read(raw, region)
+        if isinstance(read, str):
+            e164.append(read)
+        else:
+            e164.append(read.e164)
+            problems[index] = read
+    return PhoneBatch(e164, problems)
