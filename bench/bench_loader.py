@@ -11,12 +11,14 @@ excluded):
   (b) load_recipients(path, variables=[...], default_region="GB"): every row in memory, as
       `campaign validate` and a run use it today (skipped with --no-full);
   (c) read_recipients(...) with its chunks counted and dropped: the memory a caller that
-      stores each chunk as it comes (creating a campaign) needs.
+      stores each chunk as it comes needs (`campaign validate` counts rows this way);
+  (d) creating a campaign from the file in a new SQLite store, as `campaign run` does: the
+      chunks spooled to a temporary file, then stored in one transaction (--store).
 
 Each subprocess reports its own peak resident memory (ru_maxrss) and the largest of its
 children's (the phone workers). With --repeat K (default 3) the runs alternate K times and
 each keeps its best time, since the machine may be busy with other work.
-Targets: time (b)/(a) <= 1.0; peak memory of (c) < 1.5 GB, also for 5,000,000 rows.
+Targets: time (b)/(a) <= 1.0; peak memory of (c) and (d) < 1.5 GB, also for 5,000,000 rows.
 """
 
 from __future__ import annotations
@@ -140,6 +142,39 @@ print(json.dumps({"seconds": seconds, **counts, "ok": reading.ok,
                   "workers_peak_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 """
 
+CREATE = """
+import json, operator, pickle, resource, sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from campaign.loader import load_recipients
+from campaign.store import Store
+VARIABLES = json.loads(sys.argv[3])
+t = time.perf_counter()
+with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile() as spool:
+    def keep(chunk):
+        skipped = sorted(chunk.skipped + chunk.invalid, key=operator.attrgetter("row"))
+        pickle.dump((chunk.recipients, skipped), spool, protocol=pickle.HIGHEST_PROTOCOL)
+    loaded = load_recipients(sys.argv[1], variables=VARIABLES, default_region="GB",
+                             keep_rows=False, on_chunk=keep)
+    def rows():
+        spool.seek(0)
+        while True:
+            try:
+                yield pickle.load(spool)
+            except EOFError:
+                return
+    store = Store.open(str(Path(folder) / "bench.db"))
+    campaign = store.create_campaign(name="bench", fingerprint="f" * 64, source=sys.argv[1],
+                                     sender_id=1, template_id=1, batches=rows())
+    store.close()
+seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "recipients": loaded.valid_rows,
+                  "skipped": loaded.skipped_rows, "invalid": loaded.invalid_rows,
+                  "problems": len(loaded.problems), "stored": campaign.total_rows,
+                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "workers_peak_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
 
 def _run(code: str, *args: str) -> dict:
     done = subprocess.run(
@@ -179,6 +214,7 @@ def main() -> None:
     parser.add_argument(
         "--no-full", action="store_true", help="skip (b), which holds every row in memory"
     )
+    parser.add_argument("--store", action="store_true", help="also run (d), once")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,6 +230,7 @@ def main() -> None:
             if not args.no_full:
                 full_runs.append(_run(LOADER, *loader_args))
             stream_runs.append(_run(STREAM, *loader_args))
+        create_runs = [_run(CREATE, *loader_args)] if args.store else []
 
     floor = min(floor_runs, key=lambda r: r["seconds"])
     print(
@@ -201,21 +238,30 @@ def main() -> None:
         f"row, one core: {floor['seconds']:.2f} s (best of {_times(floor_runs)}; "
         f"{floor['valid']:,} valid; {_memory(floor | {'workers_peak_kb': 0})})"
     )
-    for label, runs in (("(b) load_recipients", full_runs), ("(c) read_recipients", stream_runs)):
+    labelled = (
+        ("(b) load_recipients", full_runs),
+        ("(c) read_recipients", stream_runs),
+        ("(d) a campaign created", create_runs),
+    )
+    for label, runs in labelled:
         if not runs:
             continue
         best = min(runs, key=lambda r: r["seconds"])
         ratio = best["seconds"] / floor["seconds"]
         peak = _gb(best["peak_kb"])
         print(
-            f"{label}: {best['seconds']:.2f} s (best of {_times(runs)}; "
+            f"{label}: {best['seconds']:.2f} s ({'best of ' if len(runs) > 1 else ''}"
+            f"{_times(runs)}; "
             f"{best['recipients']:,} recipients, {best['skipped']:,} skipped, "
             f"{best['invalid']:,} invalid, {best['problems']:,} problems); {_memory(best)}"
         )
+        if runs is create_runs:  # storing the rows takes most of it: no time target
+            print(f"    peak {peak:.2f} GB (target < 1.5 GB) {'OK' if peak < 1.5 else 'OVER'}")
+            continue
         print(
             f"    ratio to the floor: {ratio:.2f}x (target <= 1.0x) "
-            f"{'OK' if ratio <= 1.0 else 'OVER'}; peak {peak:.2f} GB (target < 1.5 GB for (c)) "
-            f"{'OK' if peak < 1.5 else 'OVER'}"
+            f"{'OK' if ratio <= 1.0 else 'OVER'}; peak {peak:.2f} GB "
+            f"(target < 1.5 GB for (c)) {'OK' if peak < 1.5 else 'OVER'}"
         )
 
 

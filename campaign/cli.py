@@ -502,8 +502,8 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
     if shown:
         err.print(display.problems_table(shown))
     out.print(
-        f"{len(load.recipients)} valid, {len(load.invalid)} invalid, "
-        f"{len(load.skipped)} skipped, {warnings} warnings"
+        f"{load.valid_rows} valid, {load.invalid_rows} invalid, "
+        f"{load.skipped_rows} skipped, {warnings} warnings"
         + (f", {already.rows} already sent" if already else "")
     )
     if written:

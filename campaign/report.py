@@ -112,9 +112,9 @@ def validation_summary(load: LoadResult, already_sent: AlreadySent | None = None
     """The JSON object of `campaign validate --json`; already_sent_rows is null unless the
     account was asked (a key, --sender-id and --template-id)."""
     return {
-        "valid_rows": len(load.recipients),
-        "invalid_rows": len(load.invalid),
-        "skipped_rows": len(load.skipped),
+        "valid_rows": load.valid_rows,
+        "invalid_rows": load.invalid_rows,
+        "skipped_rows": load.skipped_rows,
         "already_sent_rows": already_sent.rows if already_sent else None,
         "problems": [
             {"row": p.row, "column": p.column, "code": p.code, "message": p.message}

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import pickle
 import signal
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import anyio
 import httpx
@@ -20,7 +23,7 @@ from campaign.config import duration_text
 from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import CampaignBusy, InputError, NotFound, StoreUnavailable, UsageError
 from campaign.limiter import AccountLimiter
-from campaign.model import ALREADY_SENT, Recipient, RowEvent, RowState
+from campaign.model import ALREADY_SENT, Recipient, RowEvent, RowState, SkippedRow
 from campaign.patience import DEFAULT_PATIENCE, StorePatience
 from campaign.preflight import Preflight, check_account, check_tier
 from campaign.store import (
@@ -33,7 +36,7 @@ from campaign.store import (
 )
 
 if TYPE_CHECKING:
-    from campaign.loader import LoadResult
+    from campaign.loader import Chunk, LoadResult
 
 LEASE_TTL = 6.0  # seconds a killed run keeps others out, at most (less on the same host)
 LEASE_RENEW = 1.5
@@ -68,7 +71,7 @@ class RunResult:
     counts: dict[str, int]
     halt_reason: str | None = None
     stopped: bool = False
-    load: LoadResult | None = None  # set when this run read the file
+    load: LoadResult | None = None  # set when this run read the file (its rows: in the store)
 
     @property
     def exit_code(self) -> int:
@@ -146,10 +149,14 @@ async def run_campaign(
             try:
                 if campaign is None:
                     preflight = await _preflight(client, sender_id, template_id, settings, notice)
-                    loaded = _load(path, settings, preflight, notice)
-                    account = account_id(settings.base_url, settings.api_key)
-                    new = (store, name, print_, path, account, sender_id, template_id, loaded)
-                    campaign = _create(*new, owner)
+                    # The rows wait in a spool file while the rest is read: memory stays flat,
+                    # and nothing is stored from a file that is refused.
+                    with tempfile.TemporaryFile() as spool:
+                        loaded = _load(path, settings, preflight, notice, spool)
+                        account = account_id(settings.base_url, settings.api_key)
+                        rows = _unspool(spool)
+                        new = (store, name, print_, path, account, sender_id, template_id, rows)
+                        campaign = _create(*new, owner)
                 else:  # a resume does not read the file again
                     _take_lease(store, campaign, owner)
                     await _preflight(client, sender_id, template_id, settings, notice)
@@ -217,8 +224,18 @@ async def _preflight(
     return preflight
 
 
-def _load(path: Path, settings: RunSettings, preflight: Preflight, notice: OnNotice) -> LoadResult:
-    loaded = read_file(path, settings, preflight.variables, preflight.body_text)
+def _load(
+    path: Path, settings: RunSettings, preflight: Preflight, notice: OnNotice, spool: BinaryIO
+) -> LoadResult:
+    """Read the file into `spool`, a block of rows at a time; refuse it as a whole here."""
+
+    def keep(chunk: Chunk) -> None:
+        skipped = [replace(s, code="DUPLICATE") for s in chunk.skipped]
+        skipped += [replace(s, code="INVALID_ROW") for s in chunk.invalid]
+        skipped.sort(key=attrgetter("row"))
+        pickle.dump((chunk.recipients, skipped), spool, protocol=pickle.HIGHEST_PROTOCOL)
+
+    loaded = read_file(path, settings, preflight.variables, preflight.body_text, keep)
     for text in loaded.notices:
         notice(text)
     if not loaded.ok and not settings.skip_invalid:
@@ -227,17 +244,31 @@ def _load(path: Path, settings: RunSettings, preflight: Preflight, notice: OnNot
             "Fix them, or pass --skip-invalid to skip the invalid rows.",
             loaded.problems,
         )
-    if not loaded.recipients:
+    if not loaded.valid_rows:
         raise InputError(f"{path} has no row that can be sent; nothing was sent.", loaded.problems)
-    tier = check_tier(preflight, len(loaded.recipients), allow_partial=settings.allow_partial)
+    tier = check_tier(preflight, loaded.valid_rows, allow_partial=settings.allow_partial)
     if tier:
         notice(f"warning: {tier}")
     return loaded
 
 
+def _unspool(spool: BinaryIO) -> Iterator[tuple[list[Recipient], list[SkippedRow]]]:
+    spool.seek(0)
+    while True:
+        try:
+            yield pickle.load(spool)
+        except EOFError:
+            return
+
+
 def read_file(
-    path: Path, settings: RunSettings, variables: list[str] | None, body_text: str | None
+    path: Path,
+    settings: RunSettings,
+    variables: list[str] | None,
+    body_text: str | None,
+    on_chunk: Callable[[Chunk], None] | None = None,
 ) -> LoadResult:
+    """The file's problems and row counts; its rows go to `on_chunk` (never all in memory)."""
     # Imported here: pandas takes a second to load, and a resume or a refused run
     # (busy, bad flags) never reads a file.
     from campaign.loader import load_recipients
@@ -251,6 +282,8 @@ def read_file(
         encoding=settings.encoding,
         delimiter=settings.delimiter,
         sheet=settings.sheet,
+        keep_rows=False,
+        on_chunk=on_chunk,
     )
 
 
@@ -286,27 +319,29 @@ async def validate_file(
         async with _client(settings, transport, _limiter(store, settings)) as client:
             notice = on_notice or (lambda text: None)
             preflight = await _preflight(client, sender_id, template_id, settings, notice)
-        loaded = read_file(path, settings, preflight.variables, preflight.body_text)
-        tier = check_tier(preflight, len(loaded.recipients), allow_partial=settings.allow_partial)
-        already = count_already_sent(store, settings, sender_id, template_id, loaded.recipients)
+        guard = GuardCount(store, settings, sender_id, template_id)
+        loaded = read_file(path, settings, preflight.variables, preflight.body_text, guard)
+        tier = check_tier(preflight, loaded.valid_rows, allow_partial=settings.allow_partial)
     finally:
         store.close()
-    return Validation(loaded, preflight, tier, already)
+    return Validation(loaded, preflight, tier, guard.found)
 
 
-def count_already_sent(
-    store: Store,
-    settings: RunSettings,
-    sender_id: int,
-    template_id: int,
-    recipients: list[Recipient],
-) -> AlreadySent:
-    """The rows of a file the guard would skip today."""
-    if settings.dedupe_window <= 0:
-        return AlreadySent(window=0.0)
-    key = message_keyer(account_id(settings.base_url, settings.api_key), sender_id, template_id)
-    keys = (key(r.phone, r.variables) for r in recipients)
-    return store.already_sent(keys, settings.dedupe_window)
+class GuardCount:
+    """Counts the rows of a file that the guard would skip today, a chunk at a time."""
+
+    def __init__(
+        self, store: Store, settings: RunSettings, sender_id: int, template_id: int
+    ) -> None:
+        self.store = store
+        self.window = settings.dedupe_window
+        account = account_id(settings.base_url, settings.api_key)
+        self.key = message_keyer(account, sender_id, template_id)
+        self.found = AlreadySent(window=self.window)
+
+    def __call__(self, chunk: Chunk) -> None:
+        keys = (self.key(r.phone, r.variables) for r in chunk.recipients)
+        self.found = self.found.plus(self.store.already_sent(keys, self.window))
 
 
 def already_sent_text(found: AlreadySent) -> str:
@@ -324,8 +359,8 @@ def already_sent_text(found: AlreadySent) -> str:
 
 
 def _invalid_text(loaded: LoadResult) -> str:
-    if loaded.invalid:
-        return f"{len(loaded.invalid)} invalid rows"
+    if loaded.invalid_rows:
+        return f"{loaded.invalid_rows} invalid rows"
     return "problems that concern the whole file"
 
 
@@ -337,7 +372,7 @@ def _create(
     account: str,
     sender_id: int,
     template_id: int,
-    loaded: LoadResult,
+    rows: Iterable[tuple[list[Recipient], list[SkippedRow]]],
     owner: str,
 ) -> CampaignInfo:
     try:
@@ -348,9 +383,7 @@ def _create(
             account=account,
             sender_id=sender_id,
             template_id=template_id,
-            recipients=loaded.recipients,
-            skipped=[replace(s, code="DUPLICATE") for s in loaded.skipped]
-            + [replace(s, code="INVALID_ROW") for s in loaded.invalid],
+            batches=rows,
             lease=(owner, LEASE_TTL),  # created holding the lease: no other run can start it
         )
     except sa.exc.IntegrityError:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -253,6 +253,11 @@ class AlreadySent:
     campaigns: tuple[str, ...] = ()  # most recent first
     window: float = 0.0  # seconds looked back
 
+    def plus(self, more: AlreadySent) -> AlreadySent:
+        """Both counts together (of two parts of one file)."""
+        names = tuple(dict.fromkeys(more.campaigns + self.campaigns))
+        return AlreadySent(self.rows + more.rows, names, self.window)
+
 
 def message_keyer(account: str, sender_id: int, template_id: int) -> Callable[[str, dict], str]:
     """The key of a message from this account, sender and template: a function of the
@@ -365,20 +370,20 @@ class Store:
         account: str,
         sender_id: int,
         template_id: int,
-        recipients: Iterable[Recipient],
+        recipients: Iterable[Recipient] = (),
         skipped: Iterable[SkippedRow] = (),
+        batches: Iterable[tuple[Iterable[Recipient], Iterable[SkippedRow]]] = (),
         lease: tuple[str, float] | None = None,
     ) -> CampaignInfo:
         """Store a campaign and every one of its rows in one transaction.
 
         `account` (client.account_id) keys each row's message, for the guard in `claim`.
+        The rows are `recipients` and `skipped`, then those of each of `batches` (a file read
+        a block at a time, never held whole), each in row order.
         `lease` (owner, seconds): create it already held by that run, so that no other
         run can start it between its creation and the first send.
         """
-        recipients, skipped = list(recipients), list(skipped)
         key = message_keyer(account, sender_id, template_id)
-        pending = (_pending_row(r, key(r.phone, r.variables)) for r in recipients)
-        rows = heapq.merge(pending, map(_skipped_row, skipped), key=itemgetter("row"))
         with self._writer.begin() as conn, _big_cache(conn):
             campaign_id = conn.execute(
                 sa.insert(Campaign)
@@ -389,17 +394,27 @@ class Store:
                     account=account,
                     sender_id=sender_id,
                     template_id=template_id,
-                    total_rows=len(recipients) + len(skipped),
+                    total_rows=0,  # counted below
                     lease_owner=lease[0] if lease else None,
-                    lease_expires_at=self._db_now() + lease[1] if lease else None,
                 )
                 .returning(Campaign.id)
             ).scalar_one()
             now = utcnow()  # given once: a default would be called for every row
-            while chunk := list(islice(rows, INSERT_CHUNK)):
-                for row in chunk:
-                    row.update(campaign_id=campaign_id, created_at=now, updated_at=now)
-                conn.execute(sa.insert(Row), chunk)
+            total = 0
+            for batch_recipients, batch_skipped in chain([(recipients, skipped)], batches):
+                pending = (_pending_row(r, key(r.phone, r.variables)) for r in batch_recipients)
+                rows = heapq.merge(pending, map(_skipped_row, batch_skipped), key=itemgetter("row"))
+                while chunk := list(islice(rows, INSERT_CHUNK)):
+                    for row in chunk:
+                        row.update(campaign_id=campaign_id, created_at=now, updated_at=now)
+                    conn.execute(sa.insert(Row), chunk)
+                    total += len(chunk)
+            expires = self._db_now() + lease[1] if lease else None  # after the insert
+            conn.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(total_rows=total, lease_expires_at=expires)
+            )
         found = self.find_campaign(name)
         assert found is not None
         return found

@@ -97,6 +97,32 @@ def test_rows_keep_spreadsheet_order_and_skips(store_db):
     assert store.counts(campaign.id)["skipped"] == 1
 
 
+def test_rows_given_in_batches_are_all_stored_and_counted(store_db):
+    """Rows given a batch at a time (a file read in blocks) are stored in one campaign,
+    counted, and the campaign is created holding its lease."""
+    store = Store.open(store_db)
+    batches = (
+        (
+            [Recipient(r, f"+1415555{r:04d}", f"R{r}", {"1": "x"}) for r in (b, b + 2)],
+            [SkippedRow(b + 1, "bad", f"S{b}", "phone is empty", "INVALID_ROW")],
+        )
+        for b in range(2, 32, 3)
+    )
+    campaign = store.create_campaign(
+        name="b",
+        fingerprint="f" * 64,
+        source="big.csv",
+        sender_id=12,
+        template_id=45,
+        batches=batches,
+        lease=("host:1:a", 30),
+    )
+    assert campaign.total_rows == 30
+    assert [r.row for r in store.report_rows(campaign.id)] == list(range(2, 32))
+    assert store.counts(campaign.id)["skipped"] == 10
+    assert not store.acquire_lease(campaign.id, "host:2:b", ttl=30)
+
+
 def test_sending_then_sent_is_logged(store_db):
     """A row goes pending -> sending -> sent, and the attempt log has a line."""
     store = Store.open(store_db)
