@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from campaign.errors import AccountPaused
+from campaign.errors import AccountPaused, StoreUnavailable
 
 if TYPE_CHECKING:
     from campaign.store import ClockReading, Pace, Store
@@ -170,7 +170,7 @@ class AccountLimiter:
         """
         try:
             self.store.turn_written(turn.id, at + self.offset)
-        except Exception as exc:
+        except StoreUnavailable as exc:
             log.warning("could not record when a request left (%s); pacing on its plan", exc)
 
     def release(self, turn: Turn) -> None:
