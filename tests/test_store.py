@@ -112,6 +112,7 @@ def test_rows_given_in_batches_are_all_stored_and_counted(store_db):
         name="b",
         fingerprint="f" * 64,
         source="big.csv",
+        account="a" * 32,
         sender_id=12,
         template_id=45,
         batches=batches,
