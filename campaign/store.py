@@ -482,13 +482,7 @@ class Store:
 
         One transaction holding the account's pace row, so bookings never interleave.
         """
-        self._ensure_account(account)
-        with self._pace_writer() as conn:
-            paused_until, guard = conn.execute(
-                select(AccountPace.paused_until, AccountPace.guard)
-                .where(AccountPace.account == account)
-                .with_for_update()
-            ).one()
+        with self._locked_pace(account) as (conn, paused_until, guard):
             now, clock = self._read_clock(conn)  # after the lock: a wait for it is no skew
             recent = conn.execute(
                 select(AccountTurn.planned, AccountTurn.written)
@@ -544,13 +538,7 @@ class Store:
         `widen` (a 429): the account's new guard from its guard, unless a pause was already
         in force (one burst of 429s widens it once).
         """
-        self._ensure_account(account)
-        with self._pace_writer() as conn:
-            paused_until, guard = conn.execute(
-                select(AccountPace.paused_until, AccountPace.guard)
-                .where(AccountPace.account == account)
-                .with_for_update()
-            ).one()
+        with self._locked_pace(account) as (conn, paused_until, guard):
             now, _ = self._read_clock(conn)
             values: dict[str, float] = {}
             if widen is not None and paused_until <= now:
@@ -567,6 +555,18 @@ class Store:
         """The account's learned guard (seconds), if it has a pace yet."""
         with self.engine.connect() as conn:
             return conn.scalar(select(AccountPace.guard).where(AccountPace.account == account))
+
+    @contextlib.contextmanager
+    def _locked_pace(self, account: str) -> Iterator[tuple[sa.Connection, float, float]]:
+        """A pace transaction holding the account's row: (connection, paused_until, guard)."""
+        self._ensure_account(account)
+        with self._pace_writer() as conn:
+            paused_until, guard = conn.execute(
+                select(AccountPace.paused_until, AccountPace.guard)
+                .where(AccountPace.account == account)
+                .with_for_update()
+            ).one()
+            yield conn, paused_until, guard
 
     def _ensure_account(self, account: str) -> None:
         if account in self._accounts:
