@@ -165,7 +165,8 @@ with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile() as spool:
                 return
     store = Store.open(str(Path(folder) / "bench.db"))
     campaign = store.create_campaign(name="bench", fingerprint="f" * 64, source=sys.argv[1],
-                                     sender_id=1, template_id=1, batches=rows())
+                                     account="a" * 32, sender_id=1, template_id=1,
+                                     batches=rows())
     store.close()
 seconds = time.perf_counter() - t
 print(json.dumps({"seconds": seconds, "recipients": loaded.valid_rows,
