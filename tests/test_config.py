@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from conftest import SENDER, TEMPLATE
+from helpers import SENDER, TEMPLATE
 from typer.testing import CliRunner
 
 from campaign import sandbox as fake
