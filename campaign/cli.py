@@ -166,18 +166,19 @@ def setup_logging(verbose: int, quiet: bool, log_format: str) -> None:
     logging.getLogger("httpx").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
 
 
-def send_with_progress(call: Callable[..., Any], *args: Any, quiet: bool, **kwargs: Any) -> None:
-    """Run a campaign function with the progress view, print its summary, exit its code."""
+def send_with_progress(
+    call: Callable[..., Any], *args: Any, quiet: bool = False, **kwargs: Any
+) -> RunResult:
+    """Run a campaign function (run, resume, retry, demo) with the progress view."""
     view = display.ProgressView(err, quiet=quiet)
     try:
-        result = anyio.run(
+        return anyio.run(
             functools.partial(
                 call, *args, on_start=view.start, on_row=view.row, on_notice=view.notice, **kwargs
             )
         )
     finally:
         view.close()
-    finish(result)
 
 
 @app.command()
@@ -245,7 +246,7 @@ def run(
             flag = "RECIPIENTS" if required == "recipients" else "--" + required.replace("_", "-")
             raise UsageError(f"missing {flag}: give it, or put it in --config")
     settings = run_settings(values)
-    send_with_progress(
+    result = send_with_progress(
         runner.run_campaign,
         Path(values["recipients"]),
         values["sender_id"],
@@ -264,6 +265,7 @@ def run(
         name=values["name"],
         quiet=quiet,
     )
+    finish(result)
 
 
 RUN_DEFAULTS: dict[str, Any] = {
@@ -324,7 +326,7 @@ def resume(
     """Go on with a stored campaign's pending rows; no file needed."""
     setup_logging(verbose, quiet, log_format)
     settings = run_settings(locals())
-    send_with_progress(runner.resume_campaign, name, settings, quiet=quiet)
+    finish(send_with_progress(runner.resume_campaign, name, settings, quiet=quiet))
 
 
 @app.command()
@@ -382,7 +384,9 @@ def retry(
         retry_rows = runner.Retry((RowState.UNKNOWN,))
     else:
         retry_rows = runner.Retry((RowState.SKIPPED,), ALREADY_SENT)
-    send_with_progress(runner.resume_campaign, name, settings, retry=retry_rows, quiet=quiet)
+    finish(
+        send_with_progress(runner.resume_campaign, name, settings, retry=retry_rows, quiet=quiet)
+    )
 
 
 @app.command()
@@ -542,34 +546,14 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Show rows per state and per error code, the halt reason, and a live run's rate."""
-    store = Store.open(db)
-    try:
+    with Store.open(db) as store:
         campaigns = [runner.find(store, name)] if name else store.campaigns()
-        states = [campaign_status(store, c) for c in campaigns]
-    finally:
-        store.close()
+        states = [report.campaign_status(store, c) for c in campaigns]
     if as_json:
         print(json.dumps(states[0] if name else states, indent=2, default=str))
         return
     for state in states:
         render_status(state)
-
-
-def campaign_status(store: Store, campaign: Any) -> dict[str, Any]:
-    counts = store.counts(campaign.id)
-    active = store.lease_holder(campaign.id) is not None
-    rate = store.recent_rate(campaign.id) if active else 0.0
-    waiting = counts["pending"] + counts["sending"]
-    return {
-        **report.campaign_summary(campaign),
-        "counts": counts,
-        "errors": [
-            {"state": s, "error_code": c, "rows": n} for s, c, n in store.error_counts(campaign.id)
-        ],
-        "active": active,
-        "rate": round(rate, 2),
-        "eta_seconds": round(waiting / rate) if active and rate else None,
-    }
 
 
 def render_status(state: dict[str, Any]) -> None:
@@ -609,8 +593,7 @@ def report_(
     """
     if fmt not in ("csv", "json"):
         raise UsageError(f"--format must be csv or json, not {fmt!r}")
-    store = Store.open(db)
-    try:
+    with Store.open(db) as store:
         campaign = runner.find(store, name)
         if html:
             with html.open("w", encoding="utf-8") as page:
@@ -624,8 +607,6 @@ def report_(
                 n = report.write_csv(lines, target)
             else:
                 n = report.write_json(campaign, store.counts(campaign.id), lines, target)
-    finally:
-        store.close()
     if out_file:
         err.print(f"wrote {n} rows to {out_file}")
 
@@ -647,11 +628,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout.")] = False,
 ) -> None:
     """Every campaign in the store, with its state and totals."""
-    store = Store.open(db)
-    try:
+    with Store.open(db) as store:
         campaigns = report.campaign_list(store)
-    finally:
-        store.close()
     if as_json:
         print(json.dumps(campaigns, indent=2, default=str))
         return
@@ -694,24 +672,15 @@ def demo(
             base_url="http://127.0.0.1",  # never reached: the transport is the sandbox itself
             handle_signals=True,
         )
-        view = display.ProgressView(err)
-        try:
-            result = anyio.run(
-                functools.partial(
-                    runner.run_campaign,
-                    sample,
-                    fake.DEMO_SENDER_ID,
-                    fake.DEMO_TEMPLATE_ID,
-                    settings,
-                    name="demo",
-                    transport=httpx.ASGITransport(app=fake_api.app),
-                    on_start=view.start,
-                    on_row=view.row,
-                    on_notice=view.notice,
-                )
-            )
-        finally:
-            view.close()
+        result = send_with_progress(
+            runner.run_campaign,
+            sample,
+            fake.DEMO_SENDER_ID,
+            fake.DEMO_TEMPLATE_ID,
+            settings,
+            name="demo",
+            transport=httpx.ASGITransport(app=fake_api.app),
+        )
     out.print(display.counts_table("demo campaign", result.counts))
     out.print(f"the sandbox accepted {len(fake_api.messages)} messages")
     if db:

@@ -131,8 +131,7 @@ async def run_campaign(
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     notice = on_notice or (lambda text: None)
-    store = Store.open(settings.db)
-    try:
+    with Store.open(settings.db) as store:
         print_ = fingerprint(path, sender_id, template_id)
         name = name or default_name(path, print_)
         campaign = store.find_campaign(name)
@@ -167,8 +166,6 @@ async def run_campaign(
                 if campaign is not None:
                     _release(store, campaign, owner)
         return replace(result, load=loaded)
-    finally:
-        store.close()
 
 
 async def resume_campaign(
@@ -183,8 +180,7 @@ async def resume_campaign(
 ) -> RunResult:
     """Go on with a stored campaign's pending rows, no file needed; `retry` adds others."""
     notice = on_notice or (lambda text: None)
-    store = Store.open(settings.db)
-    try:
+    with Store.open(settings.db) as store:
         campaign = find(store, name)
         limiter = _limiter(store, settings)
         owner = lease_owner_id()
@@ -197,8 +193,6 @@ async def resume_campaign(
                 )
         finally:
             _release(store, campaign, owner)
-    finally:
-        store.close()
 
 
 def find(store: Store, name: str) -> CampaignInfo:
@@ -314,16 +308,13 @@ async def validate_file(
         return Validation(read_file(path, settings, variables, None))
     # The account's reads take turns like any run's requests, and the guard's count comes
     # from the same store: the one `run` would use.
-    store = Store.open(settings.db)
-    try:
+    with Store.open(settings.db) as store:
         async with _client(settings, transport, _limiter(store, settings)) as client:
             notice = on_notice or (lambda text: None)
             preflight = await _preflight(client, sender_id, template_id, settings, notice)
         guard = GuardCount(store, settings, sender_id, template_id)
         loaded = read_file(path, settings, preflight.variables, preflight.body_text, guard)
         tier = check_tier(preflight, loaded.valid_rows, allow_partial=settings.allow_partial)
-    finally:
-        store.close()
     return Validation(loaded, preflight, tier, guard.found)
 
 

@@ -349,6 +349,12 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # --- campaigns --------------------------------------------------------------------
 
     def find_campaign(self, name: str) -> CampaignInfo | None:
