@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaign import sandbox as fake
-from campaign.runner import RunSettings
+from campaign.runner import LoadSettings, RunSettings, SendSettings
 
 SENDER = fake.DEMO_SENDER_ID
 TEMPLATE = fake.DEMO_TEMPLATE_ID
@@ -63,10 +64,20 @@ def write_recipients(path: Path, n: int, *, phones: list[str] | None = None) -> 
 
 
 def settings_for(db: str, **overrides) -> RunSettings:
-    """Run settings for a sandbox: its key, loopback, short timeouts and backoff."""
-    values = dict(api_key=fake.DEFAULT_KEY, db=db, base_url="http://127.0.0.1", timeout=5.0)
-    values.update(overrides)
-    return RunSettings(**values)
+    """Run settings for a sandbox: its key, loopback, short timeouts and backoff.
+
+    An override names a field of RunSettings, LoadSettings or SendSettings.
+    """
+    loading = {k: overrides.pop(k) for k in list(overrides) if k in LOADING}
+    sending = {"timeout": 5.0} | {k: overrides.pop(k) for k in list(overrides) if k in SENDING}
+    values = dict(api_key=fake.DEFAULT_KEY, db=db, base_url="http://127.0.0.1")
+    return RunSettings(
+        **values | overrides, loading=LoadSettings(**loading), sending=SendSettings(**sending)
+    )
+
+
+LOADING = {f.name for f in dataclasses.fields(LoadSettings)}
+SENDING = {f.name for f in dataclasses.fields(SendSettings)}
 
 
 def in_process(sandbox: fake.Sandbox) -> httpx.AsyncBaseTransport:
