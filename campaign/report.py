@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from campaign.model import Problem, RowState
-from campaign.store import AlreadySent, CampaignInfo, Store
+from campaign.store import AlreadySent, CampaignInfo, Store, StoredRow
 
 if TYPE_CHECKING:
     from campaign.loader import LoadResult
@@ -261,7 +261,7 @@ def _error_codes(errors: list[tuple[str, str, int]]) -> str:
     return heading + _table(["state", "error code", "rows"], body, numeric={2})
 
 
-def _write_problem_rows(rows: Iterator[Any], counts: dict[str, int], out: TextIO) -> None:
+def _write_problem_rows(rows: Iterator[StoredRow], counts: dict[str, int], out: TextIO) -> None:
     out.write("<h2>Failed and unknown rows</h2>\n")
     if not counts[RowState.FAILED] and not counts[RowState.UNKNOWN]:
         out.write("<p>No failed or unknown rows.</p>\n")
