@@ -35,7 +35,7 @@ from importlib import resources
 from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote, unquote_plus
 
 import sqlalchemy as sa
@@ -48,6 +48,9 @@ from campaign.config import duration_text
 from campaign.errors import StoreError, StoreUnavailable
 from campaign.model import ALREADY_SENT, Fate, Recipient, RowState, SendOutcome, SkippedRow
 from campaign.redact import Redactor
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 DEFAULT_DB = "campaigns.db"
 T = TypeVar("T")
@@ -1145,15 +1148,21 @@ def _unavailable(context: sa.engine.ExceptionContext) -> StoreUnavailable | None
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration (creating it in an empty database)."""
     from alembic import command
+
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # two runs opening a new store at once
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7274727)"))
+        command.upgrade(alembic_config(conn), "head")
+
+
+def alembic_config(conn: sa.Connection) -> AlembicConfig:
+    """Alembic's settings for the migrations shipped in campaign.migrations, on `conn`."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(resources.files("campaign.migrations")))
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":  # two runs opening a new store at once
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7274727)"))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    config.attributes["connection"] = conn
+    return config
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
