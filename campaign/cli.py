@@ -344,7 +344,7 @@ def run_settings(
 @app.command()
 @friendly
 def resume(
-    name: Annotated[str, typer.Argument(help="The campaign's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The campaign's name.")],
     db: DbOption = None,
     base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
@@ -366,10 +366,11 @@ def resume(
 @app.command()
 @friendly
 def retry(
-    name: Annotated[str, typer.Argument(help="The campaign's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The campaign's name.")],
     failed: Annotated[bool, typer.Option("--failed", help="Send the failed rows again.")] = False,
     code: Annotated[
-        str | None, typer.Option(help="With --failed: only rows failed with this code.")
+        str | None,
+        typer.Option(metavar="CODE", help="With --failed: only rows failed with this code."),
     ] = None,
     unknown: Annotated[
         bool, typer.Option("--unknown", help="Send the unknown rows again (risk: twice).")
@@ -580,7 +581,9 @@ def finish(result: RunResult) -> None:
 @app.command()
 @friendly
 def status(
-    name: Annotated[str | None, typer.Argument(help="A campaign (default: all).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="A campaign (default: all).")
+    ] = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
@@ -614,15 +617,18 @@ def render_status(state: dict[str, Any]) -> None:
 @app.command("report")
 @friendly
 def report_(
-    name: Annotated[str, typer.Argument(help="The campaign's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The campaign's name.")],
     db: DbOption = None,
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write here instead of stdout.", dir_okay=False)
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write here instead of stdout.", dir_okay=False),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="csv or json.")] = "csv",
     html: Annotated[
         Path | None,
-        typer.Option(help="Also write a one-page HTML report here.", dir_okay=False),
+        typer.Option(
+            metavar="FILE", help="Also write a one-page HTML report here.", dir_okay=False
+        ),
     ] = None,
 ) -> None:
     """One line per input row: who got what, and why not.
@@ -677,12 +683,19 @@ def list_(
 
 @app.command()
 def sandbox(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port on 127.0.0.1.")] = 8000,
     latency: Annotated[
-        str, typer.Option(help="Seconds per answer: a number or a range like 0.05-1.5.")
+        str,
+        typer.Option(
+            metavar="SECONDS", help="Seconds per answer: a number or a range like 0.05-1.5."
+        ),
     ] = "0.05",
-    rate: Annotated[float, typer.Option(help="Requests per rolling second per key.")] = 5,
-    balance: Annotated[int | None, typer.Option(help="Messages the account can pay for.")] = None,
+    rate: Annotated[
+        float, typer.Option(metavar="N", help="Requests per rolling second per key.")
+    ] = 5,
+    balance: Annotated[
+        int | None, typer.Option(metavar="N", help="Messages the account can pay for.")
+    ] = None,
 ) -> None:
     """Serve the built-in fake of the autocalls API on loopback (key: sandbox-key)."""
     from campaign import sandbox as fake
@@ -696,7 +709,9 @@ def sandbox(
 @app.command()
 @friendly
 def demo(
-    db: Annotated[Path | None, typer.Option(help="Keep the demo's store here.")] = None,
+    db: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Keep the demo's store here.")
+    ] = None,
 ) -> None:
     """Run the sample campaign in samples/ against the built-in sandbox."""
     from campaign import sandbox as fake  # the product path never imports the fake API
