@@ -115,3 +115,22 @@ def test_store_patience_comes_from_the_file_or_the_flag(tmp_path, monkeypatch):
     for command in ("run", "resume", "retry"):
         shown = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert "--store-patience" in shown.output, command
+
+
+def test_a_bad_config_file_is_one_line_from_the_cli(tmp_path):
+    """--config is read before the other options, and its errors are still one clear line."""
+    result = CliRunner().invoke(app, ["run", "--config", str(write(tmp_path, "sender = 1\n"))])
+    assert result.exit_code == 2
+    assert "error: the config file" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "resume", "retry", "validate"])
+def test_help_shows_each_default_in_80_columns(command):
+    """--help fits an 80-column terminal and shows every sending option's one default."""
+    shown = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"}).output
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    words = " ".join(shown.split())  # a default may be wrapped onto the next line
+    assert "--dedupe-window DURATION" in words and "[default: 7d]" in words
+    if command != "validate":
+        for default in ("5.0", "30.0", "120.0"):
+            assert f"[default: {default}" in words, default
