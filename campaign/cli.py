@@ -298,7 +298,14 @@ def run(
     ):
         if value is None:
             raise UsageError(f"missing {flag}: give it, or put it in --config")
-    loading = LoadSettings(default_region, name_fallback, encoding, delimiter, sheet, skip_invalid)
+    loading = LoadSettings(
+        default_region=default_region,
+        name_fallback=name_fallback,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+        skip_invalid=skip_invalid,
+    )
     sending = send_settings(
         rate,
         timeout,
@@ -320,7 +327,9 @@ def send_settings(
 ) -> SendSettings:
     """How a command sends, from its flags (--dedupe-window is a duration like 7d)."""
     window = config_module.parse_duration(dedupe_window)
-    return SendSettings(rate, timeout, dedupe_window=window, store_patience=store_patience, **more)
+    return SendSettings(
+        rate=rate, timeout=timeout, dedupe_window=window, store_patience=store_patience, **more
+    )
 
 
 def run_settings(
@@ -473,7 +482,13 @@ def validate(
         api_key=key,
         db=db,
         base_url=base_url,
-        loading=LoadSettings(default_region, name_fallback, encoding, delimiter, sheet),
+        loading=LoadSettings(
+            default_region=default_region,
+            name_fallback=name_fallback,
+            encoding=encoding,
+            delimiter=delimiter,
+            sheet=sheet,
+        ),
         sending=SendSettings(
             dedupe_window=config_module.parse_duration(dedupe_window),
             block_red=block_red,
