@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -13,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, TextIO, TypeVar
+from typing import Annotated, Any, NoReturn, TextIO, TypeVar
 
 import anyio
 import httpx
@@ -28,8 +27,16 @@ from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, PreflightError, StoreUnavailable, UsageError
 from campaign.model import ALREADY_SENT, RowState, Severity
 from campaign.patience import DEFAULT_PATIENCE
-from campaign.runner import RunResult, RunSettings
-from campaign.store import Store
+from campaign.runner import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RATE,
+    DEFAULT_TIMEOUT,
+    LoadSettings,
+    RunResult,
+    RunSettings,
+    SendSettings,
+)
+from campaign.store import DEFAULT_DEDUPE_WINDOW, Store
 
 app = typer.Typer(
     help="Send a WhatsApp template message to every recipient of a spreadsheet, "
@@ -37,56 +44,86 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: it reads well in an 80-column terminal
 )
 out = Console()
 err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Options shared by several commands.
+# Options shared by several commands. Each has one default, shown by --help; `run
+# --config FILE` turns the file's settings into the defaults (load_config).
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", envvar="CAMPAIGN_DB", help="SQLite path or SQLAlchemy URL."),
+    typer.Option(
+        "--db", envvar="CAMPAIGN_DB", metavar="PATH|URL", help="SQLite path or SQLAlchemy URL."
+    ),
 ]
 BaseUrlOption = Annotated[
-    str, typer.Option("--base-url", envvar="AUTOCALLS_BASE_URL", help="The API's address.")
+    str,
+    typer.Option(
+        "--base-url", envvar="AUTOCALLS_BASE_URL", metavar="URL", help="The API's address."
+    ),
 ]
 KeyFileOption = Annotated[
     Path | None,
     typer.Option(
         "--api-key-file",
+        metavar="FILE",
         help="File holding the API key (else $AUTOCALLS_API_KEY).",
         dir_okay=False,
     ),
 ]
-RateOption = Annotated[float, typer.Option(min=0.1, help="Requests per second, at most.")]
-TimeoutOption = Annotated[float, typer.Option(min=1, help="Seconds to wait for an answer.")]
+RateOption = Annotated[
+    float, typer.Option(min=0.1, metavar="N", help="Requests per second, at most.")
+]
+TimeoutOption = Annotated[
+    float, typer.Option(min=1, metavar="SECONDS", help="Seconds to wait for an answer.")
+]
+MaxAttemptsOption = Annotated[
+    int, typer.Option(min=1, metavar="N", help="Tries of a row the API did not process.")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")]
 VerboseOption = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")]
-RegionOption = Annotated[str | None, typer.Option(help="Region of national numbers, e.g. GB.")]
-NameFallbackOption = Annotated[str | None, typer.Option(help="Name for rows without one.")]
+RegionOption = Annotated[
+    str | None, typer.Option(metavar="CC", help="Region of national numbers, e.g. GB.")
+]
+NameFallbackOption = Annotated[
+    str | None, typer.Option(metavar="NAME", help="Name for rows without one.")
+]
 EncodingOption = Annotated[
-    str | None, typer.Option(help="The CSV's encoding, when the guess is wrong.")
+    str | None, typer.Option(metavar="NAME", help="The CSV's encoding, when the guess is wrong.")
 ]
 DelimiterOption = Annotated[
-    str | None, typer.Option(help="The CSV's separator, when the guess is wrong.")
+    str | None, typer.Option(metavar="CHAR", help="The CSV's separator, when the guess is wrong.")
 ]
-SheetOption = Annotated[str | None, typer.Option(help="The XLSX sheet (default: the first).")]
+SheetOption = Annotated[
+    str | None, typer.Option(metavar="NAME", help="The XLSX sheet (default: the first).")
+]
+SkipInvalidOption = Annotated[
+    bool, typer.Option(help="Skip invalid rows (recorded as skipped) instead.")
+]
+BlockRedOption = Annotated[bool, typer.Option(help="Refuse a sender whose quality rating is RED.")]
+AllowPartialOption = Annotated[
+    bool, typer.Option(help="Start even if the sender's 24-hour tier is too small.")
+]
 LogFormatOption = Annotated[
-    str, typer.Option("--log-format", help="text, or json for log shippers.")
+    str, typer.Option("--log-format", metavar="FORMAT", help="text, or json for log shippers.")
 ]
 DEDUPE_HELP = (
     "Skip a row whose same message (account, sender, template, phone, variables) was sent "
     "in any campaign of the store within this time: days (7), or 7d, 12h, 30m; 0 turns "
-    "the check off. Default 7d."
+    "the check off."
 )
-DedupeOption = Annotated[str, typer.Option("--dedupe-window", help=DEDUPE_HELP)]
+DEDUPE_DEFAULT = config_module.duration_flag(DEFAULT_DEDUPE_WINDOW)
+DedupeOption = Annotated[str, typer.Option("--dedupe-window", metavar="DURATION", help=DEDUPE_HELP)]
 StorePatienceOption = Annotated[
-    float | None,
+    float,
     typer.Option(
         "--store-patience",
         min=0,
-        help="Seconds to wait for a failing store (locked, full, restarting); default 120.",
+        metavar="SECONDS",
+        help="Seconds to wait for a failing store (locked, full, restarting).",
     ),
 ]
 
@@ -96,32 +133,48 @@ def main() -> None:
 
 
 def friendly(command: F) -> F:
-    """Turn the library's errors into one clear line and their exit code.
-
-    The line is never wrapped (soft_wrap): a script or a log reads it whole. Texts that
-    come from a server or a file are escaped: `[redacted]` or `[/]` are not rich markup.
-    """
+    """Turn the library's errors into one clear line and their exit code (see `fail`)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except InputError as exc:
-            if exc.problems:
-                err.print(display.problems_table(exc.problems))
-            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except StoreUnavailable as exc:
-            for line in exc.unrecorded:  # whole lines, never wrapped: a program may read them
-                sys.stderr.write(json.dumps(line) + "\n")
-            sys.stderr.flush()
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
         except CampaignError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            fail(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def fail(exc: CampaignError) -> NoReturn:
+    """Print a library error as one clear line and leave with its exit code.
+
+    The line is never wrapped (soft_wrap): a script or a log reads it whole. Texts that
+    come from a server or a file are escaped: `[redacted]` or `[/]` are not rich markup.
+    """
+    if isinstance(exc, InputError) and exc.problems:
+        err.print(display.problems_table(exc.problems))
+    if isinstance(exc, StoreUnavailable):
+        for line in exc.unrecorded:  # whole lines, never wrapped: a program may read them
+            sys.stderr.write(json.dumps(line) + "\n")
+        sys.stderr.flush()
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    else:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code) from None
+
+
+def load_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    """--config: the file's settings become the other options' defaults, so flags win.
+
+    The option is eager: this runs before any other option takes its value.
+    """
+    if value is not None:
+        try:
+            settings = config_module.read_config(value)
+        except CampaignError as exc:
+            fail(exc)
+        ctx.default_map = {**(ctx.default_map or {}), **settings}
+    return value
 
 
 def read_api_key(key_file: Path | None) -> str:
@@ -166,60 +219,63 @@ def setup_logging(verbose: int, quiet: bool, log_format: str) -> None:
     logging.getLogger("httpx").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
 
 
-def send_with_progress(call: Callable[..., Any], *args: Any, quiet: bool, **kwargs: Any) -> None:
-    """Run a campaign function with the progress view, print its summary, exit its code."""
+def send_with_progress(
+    call: Callable[..., Any], *args: Any, quiet: bool = False, **kwargs: Any
+) -> RunResult:
+    """Run a campaign function (run, resume, retry, demo) with the progress view."""
     view = display.ProgressView(err, quiet=quiet)
     try:
-        result = anyio.run(
+        return anyio.run(
             functools.partial(
                 call, *args, on_start=view.start, on_row=view.row, on_notice=view.notice, **kwargs
             )
         )
     finally:
         view.close()
-    finish(result)
 
 
 @app.command()
 @friendly
 def run(
     recipients: Annotated[
-        Path | None, typer.Argument(help="CSV or XLSX of recipients (or in --config).")
+        Path | None,
+        typer.Argument(metavar="RECIPIENTS", help="CSV or XLSX of recipients (or in --config)."),
     ] = None,
-    sender_id: Annotated[int | None, typer.Option(help="The WhatsApp sender's id.")] = None,
-    template_id: Annotated[int | None, typer.Option(help="The approved template's id.")] = None,
+    sender_id: Annotated[
+        int | None, typer.Option(metavar="ID", help="The WhatsApp sender's id.")
+    ] = None,
+    template_id: Annotated[
+        int | None, typer.Option(metavar="ID", help="The approved template's id.")
+    ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="TOML file of settings; flags override it.")
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="TOML file of settings; flags override it.",
+            callback=load_config,
+            is_eager=True,
+        ),
     ] = None,
     name: Annotated[
-        str | None, typer.Option(help="Campaign name (default: the file's name and content).")
+        str | None,
+        typer.Option(metavar="NAME", help="Campaign name (default: the file's name and content)."),
     ] = None,
     db: DbOption = None,
-    base_url: Annotated[
-        str | None, typer.Option(envvar="AUTOCALLS_BASE_URL", help="The API's address.")
-    ] = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
-    rate: Annotated[float | None, typer.Option(min=0.1, help="Requests per second.")] = None,
-    timeout: Annotated[float | None, typer.Option(min=1, help="Seconds per answer.")] = None,
-    max_attempts: Annotated[
-        int | None, typer.Option(min=1, help="Tries of a row not processed.")
-    ] = None,
+    rate: RateOption = DEFAULT_RATE,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    max_attempts: MaxAttemptsOption = DEFAULT_MAX_ATTEMPTS,
     default_region: RegionOption = None,
     name_fallback: NameFallbackOption = None,
     encoding: EncodingOption = None,
     delimiter: DelimiterOption = None,
     sheet: SheetOption = None,
-    skip_invalid: Annotated[
-        bool | None, typer.Option(help="Skip invalid rows (recorded as skipped) instead.")
-    ] = None,
-    block_red: Annotated[
-        bool | None, typer.Option(help="Refuse a sender whose quality rating is RED.")
-    ] = None,
-    allow_partial: Annotated[
-        bool | None, typer.Option(help="Start even if the sender's 24-hour tier is too small.")
-    ] = None,
-    dedupe_window: Annotated[str | None, typer.Option("--dedupe-window", help=DEDUPE_HELP)] = None,
-    store_patience: StorePatienceOption = None,
+    skip_invalid: SkipInvalidOption = False,
+    block_red: BlockRedOption = False,
+    allow_partial: AllowPartialOption = False,
+    dedupe_window: DedupeOption = DEDUPE_DEFAULT,
+    store_patience: StorePatienceOption = DEFAULT_PATIENCE,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
@@ -235,105 +291,95 @@ def run(
     130 interrupted.
     """
     setup_logging(verbose, quiet, log_format)
-    flags = {k: v for k, v in locals().items() if k in config_module.KEYS}
-    flags["recipients"] = recipients and str(recipients)
-    flags["api_key_file"] = api_key_file and str(api_key_file)
-    given = config_module.read_config(config) if config else {}
-    values = config_module.merge(flags, given, RUN_DEFAULTS)
-    for required in ("recipients", "sender_id", "template_id"):
-        if values[required] is None:
-            flag = "RECIPIENTS" if required == "recipients" else "--" + required.replace("_", "-")
+    for flag, value in (
+        ("RECIPIENTS", recipients),
+        ("--sender-id", sender_id),
+        ("--template-id", template_id),
+    ):
+        if value is None:
             raise UsageError(f"missing {flag}: give it, or put it in --config")
-    settings = run_settings(values)
-    send_with_progress(
-        runner.run_campaign,
-        Path(values["recipients"]),
-        values["sender_id"],
-        values["template_id"],
-        dataclasses.replace(
-            settings,
-            default_region=values["default_region"],
-            name_fallback=values["name_fallback"],
-            skip_invalid=values["skip_invalid"],
-            block_red=values["block_red"],
-            allow_partial=values["allow_partial"],
-            encoding=encoding,
-            delimiter=delimiter,
-            sheet=sheet,
-        ),
-        name=values["name"],
-        quiet=quiet,
+    loading = LoadSettings(
+        default_region=default_region,
+        name_fallback=name_fallback,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+        skip_invalid=skip_invalid,
+    )
+    sending = send_settings(
+        rate,
+        timeout,
+        dedupe_window,
+        store_patience,
+        max_attempts=max_attempts,
+        block_red=block_red,
+        allow_partial=allow_partial,
+    )
+    settings = run_settings(api_key_file, db, base_url, sending, loading)
+    result = send_with_progress(
+        runner.run_campaign, recipients, sender_id, template_id, settings, name=name, quiet=quiet
+    )
+    finish(result)
+
+
+def send_settings(
+    rate: float, timeout: float, dedupe_window: str, store_patience: float, **more: Any
+) -> SendSettings:
+    """How a command sends, from its flags (--dedupe-window is a duration like 7d)."""
+    window = config_module.parse_duration(dedupe_window)
+    return SendSettings(
+        rate=rate, timeout=timeout, dedupe_window=window, store_patience=store_patience, **more
     )
 
 
-RUN_DEFAULTS: dict[str, Any] = {
-    "base_url": DEFAULT_BASE_URL,
-    "rate": 5.0,
-    "timeout": 30.0,
-    "max_attempts": 5,
-    "skip_invalid": False,
-    "block_red": False,
-    "allow_partial": False,
-    "dedupe_window": "7d",
-    "store_patience": DEFAULT_PATIENCE,
-}
-
-
-def run_settings(values: dict[str, Any]) -> RunSettings:
-    """The settings every sending command shares, from flags (and a config file)."""
-    key_file = values.get("api_key_file")
+def run_settings(
+    api_key_file: Path | None,
+    db: str | None,
+    base_url: str,
+    sending: SendSettings,
+    loading: LoadSettings | None = None,
+) -> RunSettings:
+    """The settings of a command that sends, with the API key read from where it is."""
     return RunSettings(
-        api_key=read_api_key(Path(key_file) if key_file else None),
-        db=values.get("db"),
-        base_url=values.get("base_url") or DEFAULT_BASE_URL,
-        rate=values.get("rate") or RUN_DEFAULTS["rate"],
-        timeout=values.get("timeout") or RUN_DEFAULTS["timeout"],
-        max_attempts=values.get("max_attempts") or RUN_DEFAULTS["max_attempts"],
-        dedupe_window=dedupe_window(values),
-        store_patience=_given(values.get("store_patience"), DEFAULT_PATIENCE),
+        api_key=read_api_key(api_key_file),
+        db=db,
+        base_url=base_url,
+        loading=loading or LoadSettings(),
+        sending=sending,
         handle_signals=True,
     )
-
-
-def dedupe_window(values: dict[str, Any]) -> float:
-    """--dedupe-window (or the config's dedupe_window) in seconds."""
-    given = values.get("dedupe_window")
-    return config_module.parse_duration(RUN_DEFAULTS["dedupe_window"] if given is None else given)
-
-
-def _given(value: Any, default: Any) -> Any:
-    """The value if one was given (0 included), else the default."""
-    return default if value is None else value
 
 
 @app.command()
 @friendly
 def resume(
-    name: Annotated[str, typer.Argument(help="The campaign's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The campaign's name.")],
     db: DbOption = None,
     base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
-    rate: RateOption = 5.0,
-    timeout: TimeoutOption = 30.0,
-    dedupe_window: DedupeOption = "7d",
-    store_patience: StorePatienceOption = None,
+    rate: RateOption = DEFAULT_RATE,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    dedupe_window: DedupeOption = DEDUPE_DEFAULT,
+    store_patience: StorePatienceOption = DEFAULT_PATIENCE,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
 ) -> None:
     """Go on with a stored campaign's pending rows; no file needed."""
     setup_logging(verbose, quiet, log_format)
-    settings = run_settings(locals())
-    send_with_progress(runner.resume_campaign, name, settings, quiet=quiet)
+    sending = send_settings(rate, timeout, dedupe_window, store_patience)
+    settings = run_settings(api_key_file, db, base_url, sending)
+    finish(send_with_progress(runner.resume_campaign, name, settings, quiet=quiet))
 
 
 @app.command()
 @friendly
 def retry(
-    name: Annotated[str, typer.Argument(help="The campaign's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The campaign's name.")],
     failed: Annotated[bool, typer.Option("--failed", help="Send the failed rows again.")] = False,
     code: Annotated[
-        str | None, typer.Option(help="With --failed: only rows failed with this code.")
+        str | None,
+        typer.Option(metavar="CODE", help="With --failed: only rows failed with this code."),
     ] = None,
     unknown: Annotated[
         bool, typer.Option("--unknown", help="Send the unknown rows again (risk: twice).")
@@ -351,10 +397,10 @@ def retry(
     db: DbOption = None,
     base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
-    rate: RateOption = 5.0,
-    timeout: TimeoutOption = 30.0,
-    dedupe_window: DedupeOption = "7d",
-    store_patience: StorePatienceOption = None,
+    rate: RateOption = DEFAULT_RATE,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    dedupe_window: DedupeOption = DEDUPE_DEFAULT,
+    store_patience: StorePatienceOption = DEFAULT_PATIENCE,
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
@@ -375,26 +421,35 @@ def retry(
     if already_sent:
         confirm_second_message(yes, "rows skipped as ALREADY_SENT were sent by another campaign")
         dedupe_window = "0"  # else the check would skip them again
-    settings = run_settings(locals())
+    sending = send_settings(rate, timeout, dedupe_window, store_patience)
+    settings = run_settings(api_key_file, db, base_url, sending)
     if failed:
         retry_rows = runner.Retry((RowState.FAILED,), code)
     elif unknown:
         retry_rows = runner.Retry((RowState.UNKNOWN,))
     else:
         retry_rows = runner.Retry((RowState.SKIPPED,), ALREADY_SENT)
-    send_with_progress(runner.resume_campaign, name, settings, retry=retry_rows, quiet=quiet)
+    finish(
+        send_with_progress(runner.resume_campaign, name, settings, retry=retry_rows, quiet=quiet)
+    )
 
 
 @app.command()
 @friendly
 def validate(
-    recipients: Annotated[Path, typer.Argument(help="CSV or XLSX of recipients.")],
+    recipients: Annotated[
+        Path, typer.Argument(metavar="RECIPIENTS", help="CSV or XLSX of recipients.")
+    ],
     sender_id: Annotated[
-        int | None, typer.Option(help="With --template-id and a key: check the account too.")
+        int | None,
+        typer.Option(metavar="ID", help="With --template-id and a key: check the account too."),
     ] = None,
-    template_id: Annotated[int | None, typer.Option(help="The template to check against.")] = None,
+    template_id: Annotated[
+        int | None, typer.Option(metavar="ID", help="The template to check against.")
+    ] = None,
     variables: Annotated[
-        str | None, typer.Option(help="Offline: the template's variables, e.g. name,date.")
+        str | None,
+        typer.Option(metavar="NAMES", help="Offline: the template's variables, e.g. name,date."),
     ] = None,
     default_region: RegionOption = None,
     name_fallback: NameFallbackOption = None,
@@ -403,15 +458,15 @@ def validate(
     sheet: SheetOption = None,
     problems: Annotated[
         Path | None,
-        typer.Option(help="Write every problem here as CSV.", dir_okay=False),
+        typer.Option(metavar="FILE", help="Write every problem here as CSV.", dir_okay=False),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     db: DbOption = None,
     base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
-    block_red: Annotated[bool, typer.Option(help="Refuse a RED sender.")] = False,
-    allow_partial: Annotated[bool, typer.Option(help="Accept a too-small daily tier.")] = False,
-    dedupe_window: DedupeOption = "7d",
+    block_red: BlockRedOption = False,
+    allow_partial: AllowPartialOption = False,
+    dedupe_window: DedupeOption = DEDUPE_DEFAULT,
 ) -> None:
     """Find every problem of a recipients file before anything is sent.
 
@@ -426,15 +481,19 @@ def validate(
     settings = RunSettings(
         api_key=key,
         db=db,
-        dedupe_window=config_module.parse_duration(dedupe_window),
         base_url=base_url,
-        default_region=default_region,
-        name_fallback=name_fallback,
-        encoding=encoding,
-        delimiter=delimiter,
-        sheet=sheet,
-        block_red=block_red,
-        allow_partial=allow_partial,
+        loading=LoadSettings(
+            default_region=default_region,
+            name_fallback=name_fallback,
+            encoding=encoding,
+            delimiter=delimiter,
+            sheet=sheet,
+        ),
+        sending=SendSettings(
+            dedupe_window=config_module.parse_duration(dedupe_window),
+            block_red=block_red,
+            allow_partial=allow_partial,
+        ),
     )
     names = [v.strip() for v in variables.split(",")] if variables else None
     notices: list[str] = []
@@ -537,39 +596,21 @@ def finish(result: RunResult) -> None:
 @app.command()
 @friendly
 def status(
-    name: Annotated[str | None, typer.Argument(help="A campaign (default: all).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="A campaign (default: all).")
+    ] = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Show rows per state and per error code, the halt reason, and a live run's rate."""
-    store = Store.open(db)
-    try:
+    with Store.open(db) as store:
         campaigns = [runner.find(store, name)] if name else store.campaigns()
-        states = [campaign_status(store, c) for c in campaigns]
-    finally:
-        store.close()
+        states = [report.campaign_status(store, c) for c in campaigns]
     if as_json:
         print(json.dumps(states[0] if name else states, indent=2, default=str))
         return
     for state in states:
         render_status(state)
-
-
-def campaign_status(store: Store, campaign: Any) -> dict[str, Any]:
-    counts = store.counts(campaign.id)
-    active = store.lease_holder(campaign.id) is not None
-    rate = store.recent_rate(campaign.id) if active else 0.0
-    waiting = counts["pending"] + counts["sending"]
-    return {
-        **report.campaign_summary(campaign),
-        "counts": counts,
-        "errors": [
-            {"state": s, "error_code": c, "rows": n} for s, c, n in store.error_counts(campaign.id)
-        ],
-        "active": active,
-        "rate": round(rate, 2),
-        "eta_seconds": round(waiting / rate) if active and rate else None,
-    }
 
 
 def render_status(state: dict[str, Any]) -> None:
@@ -591,15 +632,18 @@ def render_status(state: dict[str, Any]) -> None:
 @app.command("report")
 @friendly
 def report_(
-    name: Annotated[str, typer.Argument(help="The campaign's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The campaign's name.")],
     db: DbOption = None,
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write here instead of stdout.", dir_okay=False)
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write here instead of stdout.", dir_okay=False),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="csv or json.")] = "csv",
     html: Annotated[
         Path | None,
-        typer.Option(help="Also write a one-page HTML report here.", dir_okay=False),
+        typer.Option(
+            metavar="FILE", help="Also write a one-page HTML report here.", dir_okay=False
+        ),
     ] = None,
 ) -> None:
     """One line per input row: who got what, and why not.
@@ -609,8 +653,7 @@ def report_(
     """
     if fmt not in ("csv", "json"):
         raise UsageError(f"--format must be csv or json, not {fmt!r}")
-    store = Store.open(db)
-    try:
+    with Store.open(db) as store:
         campaign = runner.find(store, name)
         if html:
             with html.open("w", encoding="utf-8") as page:
@@ -624,8 +667,6 @@ def report_(
                 n = report.write_csv(lines, target)
             else:
                 n = report.write_json(campaign, store.counts(campaign.id), lines, target)
-    finally:
-        store.close()
     if out_file:
         err.print(f"wrote {n} rows to {out_file}")
 
@@ -647,11 +688,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout.")] = False,
 ) -> None:
     """Every campaign in the store, with its state and totals."""
-    store = Store.open(db)
-    try:
+    with Store.open(db) as store:
         campaigns = report.campaign_list(store)
-    finally:
-        store.close()
     if as_json:
         print(json.dumps(campaigns, indent=2, default=str))
         return
@@ -660,12 +698,19 @@ def list_(
 
 @app.command()
 def sandbox(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port on 127.0.0.1.")] = 8000,
     latency: Annotated[
-        str, typer.Option(help="Seconds per answer: a number or a range like 0.05-1.5.")
+        str,
+        typer.Option(
+            metavar="SECONDS", help="Seconds per answer: a number or a range like 0.05-1.5."
+        ),
     ] = "0.05",
-    rate: Annotated[float, typer.Option(help="Requests per rolling second per key.")] = 5,
-    balance: Annotated[int | None, typer.Option(help="Messages the account can pay for.")] = None,
+    rate: Annotated[
+        float, typer.Option(metavar="N", help="Requests per rolling second per key.")
+    ] = 5,
+    balance: Annotated[
+        int | None, typer.Option(metavar="N", help="Messages the account can pay for.")
+    ] = None,
 ) -> None:
     """Serve the built-in fake of the autocalls API on loopback (key: sandbox-key)."""
     from campaign import sandbox as fake
@@ -679,7 +724,9 @@ def sandbox(
 @app.command()
 @friendly
 def demo(
-    db: Annotated[Path | None, typer.Option(help="Keep the demo's store here.")] = None,
+    db: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Keep the demo's store here.")
+    ] = None,
 ) -> None:
     """Run the sample campaign in samples/ against the built-in sandbox."""
     from campaign import sandbox as fake  # the product path never imports the fake API
@@ -694,24 +741,15 @@ def demo(
             base_url="http://127.0.0.1",  # never reached: the transport is the sandbox itself
             handle_signals=True,
         )
-        view = display.ProgressView(err)
-        try:
-            result = anyio.run(
-                functools.partial(
-                    runner.run_campaign,
-                    sample,
-                    fake.DEMO_SENDER_ID,
-                    fake.DEMO_TEMPLATE_ID,
-                    settings,
-                    name="demo",
-                    transport=httpx.ASGITransport(app=fake_api.app),
-                    on_start=view.start,
-                    on_row=view.row,
-                    on_notice=view.notice,
-                )
-            )
-        finally:
-            view.close()
+        result = send_with_progress(
+            runner.run_campaign,
+            sample,
+            fake.DEMO_SENDER_ID,
+            fake.DEMO_TEMPLATE_ID,
+            settings,
+            name="demo",
+            transport=httpx.ASGITransport(app=fake_api.app),
+        )
     out.print(display.counts_table("demo campaign", result.counts))
     out.print(f"the sandbox accepted {len(fake_api.messages)} messages")
     if db:

@@ -76,18 +76,6 @@ def read_config(path: Path, today: datetime.date | None = None) -> dict[str, Any
     return raw
 
 
-def merge(flags: dict[str, Any], config: dict[str, Any], defaults: dict[str, Any]) -> dict:
-    """Flags given (not None) win over the config file, which wins over the defaults."""
-    keys = set(flags) | set(config) | set(defaults)
-    return {
-        key: next(
-            (source[key] for source in (flags, config) if source.get(key) is not None),
-            defaults.get(key),
-        )
-        for key in keys
-    }
-
-
 def parse_duration(value: str | float, option: str = "--dedupe-window") -> float:
     """Seconds from a number of days (7, 0.5) or a duration like 7d, 12h or 30m."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
@@ -109,3 +97,12 @@ def duration_text(seconds: float) -> str:
             count = int(seconds // size)
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds:g} seconds"
+
+
+def duration_flag(seconds: float) -> str:
+    """7d, 12h, 30m: a duration as --dedupe-window takes it."""
+    for unit in ("d", "h", "m"):
+        size = UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds / UNIT_SECONDS['d']:g}"

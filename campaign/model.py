@@ -17,8 +17,6 @@ class RowState(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-FINAL_STATES = frozenset({RowState.SENT, RowState.FAILED, RowState.UNKNOWN, RowState.SKIPPED})
-
 # The code of a row skipped because the same message went out lately (see Store.claim).
 ALREADY_SENT = "ALREADY_SENT"
 

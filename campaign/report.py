@@ -1,4 +1,4 @@
-"""Views of a campaign: CSV and JSON (one line per input row), an HTML page, a list.
+"""Views of a campaign: its rows as CSV or JSON, an HTML page, a list, its status.
 
 The HTML page is for people reading the results the morning after: one self-contained
 file (inline CSS, an inline SVG chart, nothing fetched) that can be mailed or archived.
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from campaign.model import Problem, RowState
-from campaign.store import AlreadySent, CampaignInfo, Store
+from campaign.store import AlreadySent, CampaignInfo, Store, StoredRow
 
 if TYPE_CHECKING:
     from campaign.loader import LoadResult
@@ -94,6 +94,24 @@ def campaign_summary(campaign: CampaignInfo) -> dict[str, Any]:
         "status": campaign.status,
         "halt_reason": campaign.halt_reason,
         "created_at": str(campaign.created_at),
+    }
+
+
+def campaign_status(store: Store, campaign: CampaignInfo) -> dict[str, Any]:
+    """What `campaign status` shows: counts, error codes, and a live run's rate and ETA."""
+    counts = store.counts(campaign.id)
+    active = store.lease_holder(campaign.id) is not None
+    rate = store.recent_rate(campaign.id) if active else 0.0
+    waiting = counts["pending"] + counts["sending"]
+    return {
+        **campaign_summary(campaign),
+        "counts": counts,
+        "errors": [
+            {"state": s, "error_code": c, "rows": n} for s, c, n in store.error_counts(campaign.id)
+        ],
+        "active": active,
+        "rate": round(rate, 2),
+        "eta_seconds": round(waiting / rate) if active and rate else None,
     }
 
 
@@ -243,7 +261,7 @@ def _error_codes(errors: list[tuple[str, str, int]]) -> str:
     return heading + _table(["state", "error code", "rows"], body, numeric={2})
 
 
-def _write_problem_rows(rows: Iterator[Any], counts: dict[str, int], out: TextIO) -> None:
+def _write_problem_rows(rows: Iterator[StoredRow], counts: dict[str, int], out: TextIO) -> None:
     out.write("<h2>Failed and unknown rows</h2>\n")
     if not counts[RowState.FAILED] and not counts[RowState.UNKNOWN]:
         out.write("<p>No failed or unknown rows.</p>\n")

@@ -42,26 +42,45 @@ LEASE_TTL = 6.0  # seconds a killed run keeps others out, at most (less on the s
 LEASE_RENEW = 1.5
 
 
-@dataclass
+DEFAULT_RATE = 5.0  # requests per second: the API's limit per account
+DEFAULT_TIMEOUT = 30.0  # seconds to wait for an answer
+DEFAULT_MAX_ATTEMPTS = 5  # tries of a row the API certainly did not process
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How a recipients file is read and checked."""
+
+    default_region: str | None = None  # of numbers written without +country code
+    name_fallback: str | None = None  # for rows without a name
+    encoding: str | None = None  # of a CSV file, when the guess is wrong
+    delimiter: str | None = None
+    sheet: str | None = None  # of an XLSX workbook (default: the first)
+    skip_invalid: bool = False  # record invalid rows as skipped and send the rest
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    """How the rows are sent, and what the account must allow before the first one."""
+
+    rate: float = DEFAULT_RATE
+    timeout: float = DEFAULT_TIMEOUT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW  # seconds; 0 turns the guard off
+    store_patience: float = DEFAULT_PATIENCE  # seconds to wait for a failing store
+    block_red: bool = False  # refuse a sender whose quality rating is RED
+    allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything a run needs besides the file; flags, environment and config fill it."""
 
     api_key: str = field(repr=False)  # never printed
     db: str | None = None
     base_url: str = DEFAULT_BASE_URL
-    rate: float = 5.0
-    timeout: float = 30.0
-    max_attempts: int = 5
-    default_region: str | None = None
-    name_fallback: str | None = None
-    skip_invalid: bool = False
-    block_red: bool = False  # refuse a sender whose quality rating is RED
-    allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
-    store_patience: float = DEFAULT_PATIENCE  # seconds to wait for a failing store
-    encoding: str | None = None  # of a CSV file, when the guess is wrong
-    delimiter: str | None = None
-    sheet: str | None = None  # of an XLSX workbook (default: the first)
-    dedupe_window: float = DEFAULT_DEDUPE_WINDOW  # seconds; 0 turns the guard off
+    loading: LoadSettings = field(default_factory=LoadSettings)
+    sending: SendSettings = field(default_factory=SendSettings)
     handle_signals: bool = False  # Ctrl-C and SIGTERM stop cleanly (the CLI turns it on)
 
 
@@ -131,8 +150,7 @@ async def run_campaign(
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     notice = on_notice or (lambda text: None)
-    store = Store.open(settings.db)
-    try:
+    with Store.open(settings.db) as store:
         print_ = fingerprint(path, sender_id, template_id)
         name = name or default_name(path, print_)
         campaign = store.find_campaign(name)
@@ -167,8 +185,6 @@ async def run_campaign(
                 if campaign is not None:
                     _release(store, campaign, owner)
         return replace(result, load=loaded)
-    finally:
-        store.close()
 
 
 async def resume_campaign(
@@ -183,8 +199,7 @@ async def resume_campaign(
 ) -> RunResult:
     """Go on with a stored campaign's pending rows, no file needed; `retry` adds others."""
     notice = on_notice or (lambda text: None)
-    store = Store.open(settings.db)
-    try:
+    with Store.open(settings.db) as store:
         campaign = find(store, name)
         limiter = _limiter(store, settings)
         owner = lease_owner_id()
@@ -197,8 +212,6 @@ async def resume_campaign(
                 )
         finally:
             _release(store, campaign, owner)
-    finally:
-        store.close()
 
 
 def find(store: Store, name: str) -> CampaignInfo:
@@ -216,7 +229,9 @@ async def _preflight(
     settings: RunSettings,
     notice: OnNotice,
 ) -> Preflight:
-    preflight = await check_account(client, sender_id, template_id, block_red=settings.block_red)
+    preflight = await check_account(
+        client, sender_id, template_id, block_red=settings.sending.block_red
+    )
     for warning in preflight.warnings:
         notice(f"warning: {warning}")
     if preflight.balance is not None:
@@ -238,7 +253,7 @@ def _load(
     loaded = read_file(path, settings, preflight.variables, preflight.body_text, keep)
     for text in loaded.notices:
         notice(text)
-    if not loaded.ok and not settings.skip_invalid:
+    if not loaded.ok and not settings.loading.skip_invalid:
         raise InputError(
             f"{path} has {_invalid_text(loaded)}; nothing was sent. "
             "Fix them, or pass --skip-invalid to skip the invalid rows.",
@@ -246,7 +261,7 @@ def _load(
         )
     if not loaded.valid_rows:
         raise InputError(f"{path} has no row that can be sent; nothing was sent.", loaded.problems)
-    tier = check_tier(preflight, loaded.valid_rows, allow_partial=settings.allow_partial)
+    tier = check_tier(preflight, loaded.valid_rows, allow_partial=settings.sending.allow_partial)
     if tier:
         notice(f"warning: {tier}")
     return loaded
@@ -277,11 +292,11 @@ def read_file(
         path,
         variables=variables,
         body_text=body_text,
-        default_region=settings.default_region,
-        name_fallback=settings.name_fallback,
-        encoding=settings.encoding,
-        delimiter=settings.delimiter,
-        sheet=settings.sheet,
+        default_region=settings.loading.default_region,
+        name_fallback=settings.loading.name_fallback,
+        encoding=settings.loading.encoding,
+        delimiter=settings.loading.delimiter,
+        sheet=settings.loading.sheet,
         keep_rows=False,
         on_chunk=on_chunk,
     )
@@ -314,16 +329,15 @@ async def validate_file(
         return Validation(read_file(path, settings, variables, None))
     # The account's reads take turns like any run's requests, and the guard's count comes
     # from the same store: the one `run` would use.
-    store = Store.open(settings.db)
-    try:
+    with Store.open(settings.db) as store:
         async with _client(settings, transport, _limiter(store, settings)) as client:
             notice = on_notice or (lambda text: None)
             preflight = await _preflight(client, sender_id, template_id, settings, notice)
         guard = GuardCount(store, settings, sender_id, template_id)
         loaded = read_file(path, settings, preflight.variables, preflight.body_text, guard)
-        tier = check_tier(preflight, loaded.valid_rows, allow_partial=settings.allow_partial)
-    finally:
-        store.close()
+        tier = check_tier(
+            preflight, loaded.valid_rows, allow_partial=settings.sending.allow_partial
+        )
     return Validation(loaded, preflight, tier, guard.found)
 
 
@@ -334,7 +348,7 @@ class GuardCount:
         self, store: Store, settings: RunSettings, sender_id: int, template_id: int
     ) -> None:
         self.store = store
-        self.window = settings.dedupe_window
+        self.window = settings.sending.dedupe_window
         account = account_id(settings.base_url, settings.api_key)
         self.key = message_keyer(account, sender_id, template_id)
         self.found = AlreadySent(window=self.window)
@@ -393,7 +407,9 @@ def _create(
 
 def _limiter(store: Store, settings: RunSettings) -> AccountLimiter:
     """The pace every run on this account shares, named by a hash of its key and address."""
-    return AccountLimiter(store, account_id(settings.base_url, settings.api_key), settings.rate)
+    return AccountLimiter(
+        store, account_id(settings.base_url, settings.api_key), settings.sending.rate
+    )
 
 
 def _client(
@@ -404,7 +420,7 @@ def _client(
     return AutocallsClient(
         settings.api_key,
         settings.base_url,
-        timeout=settings.timeout,
+        timeout=settings.sending.timeout,
         max_connections=_max_in_flight(settings) + 4,
         limiter=limiter,
         transport=transport,
@@ -413,7 +429,7 @@ def _client(
 
 def _max_in_flight(settings: RunSettings) -> int:
     # Enough requests in flight that a slow answer does not slow the rate.
-    return max(8, math.ceil(settings.rate * 6))
+    return max(8, math.ceil(settings.sending.rate * 6))
 
 
 async def _dispatch(
@@ -429,9 +445,9 @@ async def _dispatch(
 ) -> RunResult:
     """Send the campaign's pending rows; the caller holds the lease and gives it back.
 
-    Every store call waits out a failing store, up to `settings.store_patience`.
+    Every store call waits out a failing store, up to `settings.sending.store_patience`.
     """
-    patience = StorePatience(settings.store_patience)
+    patience = StorePatience(settings.sending.store_patience)
     patient = patience.call
     if not await patient(store.renew_lease, campaign.id, owner, LEASE_TTL):  # lost meanwhile
         raise _busy(campaign)
@@ -441,7 +457,7 @@ async def _dispatch(
         if notice:
             notice(f"{moved} rows put back to pending")
     await patient(store.set_status, campaign.id, "running")
-    found = await patient(store.skip_already_sent, campaign.id, settings.dedupe_window)
+    found = await patient(store.skip_already_sent, campaign.id, settings.sending.dedupe_window)
     if found.rows and notice:
         notice(already_sent_text(found))
     if on_start:
@@ -452,8 +468,8 @@ async def _dispatch(
         campaign,
         DispatchSettings(
             max_in_flight=_max_in_flight(settings),
-            max_attempts=settings.max_attempts,
-            dedupe_window=settings.dedupe_window,
+            max_attempts=settings.sending.max_attempts,
+            dedupe_window=settings.sending.dedupe_window,
         ),
         on_row,
         patience,

@@ -1,4 +1,10 @@
-"""The store: SQLAlchemy models and the few queries the rest needs.
+"""The store: the tables of campaigns, rows and attempts, and the few queries the rest needs.
+
+SQLAlchemy Core throughout: the tables are declared as ORM models (the classes below, so
+that Alembic compares them with the migrations and queries read `Row.state`), but every
+query is a Core statement run on a Connection; no Session, no ORM objects. What leaves
+the store is a small frozen dataclass (CampaignInfo, StoredRow, …), read from the
+columns its fields name (`_columns`, `_record`), so the two cannot drift apart.
 
 Every state change of a row is one call here, committed before the action it describes.
 SQLite by default (WAL; the commit of `sending` waits for the disk, so it survives a
@@ -12,6 +18,7 @@ waits for the store (patience.py); any other database error is a bug.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -28,7 +35,7 @@ from importlib import resources
 from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote, unquote_plus
 
 import sqlalchemy as sa
@@ -41,6 +48,9 @@ from campaign.config import duration_text
 from campaign.errors import StoreError, StoreUnavailable
 from campaign.model import ALREADY_SENT, Fate, Recipient, RowState, SendOutcome, SkippedRow
 from campaign.redact import Redactor
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 DEFAULT_DB = "campaigns.db"
 T = TypeVar("T")
@@ -191,6 +201,38 @@ class CampaignInfo:
 
 
 @dataclass(frozen=True)
+class StoredRow:
+    """One stored row as reports show it: its recipient, its state, what the API said."""
+
+    id: int
+    row: int  # the spreadsheet's row number
+    phone: str
+    name: str
+    state: str
+    attempts: int
+    api_status: str | None
+    conversation_id: int | None
+    message_id: int | None
+    whatsapp_message_id: int | None
+    message_sid: str | None
+    error_code: str | None
+    error_message: str | None
+
+
+D = TypeVar("D")
+
+
+def _columns(record: type, table: sa.Table) -> list[sa.Column]:
+    """The table's columns that a dataclass's fields name, in the fields' order."""
+    return [table.c[f.name] for f in dataclasses.fields(record)]
+
+
+def _record(record: type[D], row: sa.Row) -> D:
+    """A dataclass from a row selected by `_columns(record, …)`."""
+    return record(**row._mapping)
+
+
+@dataclass(frozen=True)
 class ClockReading:
     """The database's clock against this host's: database time = local time + offset.
 
@@ -288,6 +330,10 @@ def lease_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
+CAMPAIGN_INFO = _columns(CampaignInfo, Campaign.__table__)
+STORED_ROW = _columns(StoredRow, Row.__table__)
+
+
 class Store:
     """One database of campaigns. Safe to call from several threads, one call at a time."""
 
@@ -349,17 +395,23 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # --- campaigns --------------------------------------------------------------------
 
     def find_campaign(self, name: str) -> CampaignInfo | None:
         with self.engine.connect() as conn:
-            found = conn.execute(select(Campaign.__table__).where(Campaign.name == name)).first()
-        return _campaign_info(found) if found else None
+            found = conn.execute(select(*CAMPAIGN_INFO).where(Campaign.name == name)).first()
+        return _record(CampaignInfo, found) if found else None
 
     def campaigns(self) -> list[CampaignInfo]:
         with self.engine.connect() as conn:
-            found = conn.execute(select(Campaign.__table__).order_by(Campaign.id)).all()
-        return [_campaign_info(c) for c in found]
+            found = conn.execute(select(*CAMPAIGN_INFO).order_by(Campaign.id)).all()
+        return [_record(CampaignInfo, c) for c in found]
 
     def create_campaign(
         self,
@@ -888,13 +940,14 @@ class Store:
             ).one()
         return owner if owner and (expires or 0) > now else None
 
-    def report_rows(self, campaign_id: int) -> Iterator[sa.Row]:
+    def report_rows(self, campaign_id: int) -> Iterator[StoredRow]:
         """Every row of a campaign in spreadsheet order, for reports."""
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=1000).execute(
-                select(Row.__table__).where(Row.campaign_id == campaign_id).order_by(Row.row)
+                select(*STORED_ROW).where(Row.campaign_id == campaign_id).order_by(Row.row)
             )
-            yield from result
+            for found in result:
+                yield _record(StoredRow, found)
 
     def sent_times(self, campaign_id: int) -> list[datetime]:
         """When each accepted send of a campaign was recorded, earliest first (for charts).
@@ -910,18 +963,19 @@ class Store:
                 )
             )
 
-    def problem_rows(self, campaign_id: int) -> Iterator[sa.Row]:
+    def problem_rows(self, campaign_id: int) -> Iterator[StoredRow]:
         """The failed and unknown rows of a campaign in spreadsheet order: what a person checks."""
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=1000).execute(
-                select(Row.__table__)
+                select(*STORED_ROW)
                 .where(
                     Row.campaign_id == campaign_id,
                     Row.state.in_([RowState.FAILED, RowState.UNKNOWN]),
                 )
                 .order_by(Row.row)
             )
-            yield from result
+            for found in result:
+                yield _record(StoredRow, found)
 
 
 def _clock(now: float, before: float, after: float) -> ClockReading:
@@ -1094,15 +1148,21 @@ def _unavailable(context: sa.engine.ExceptionContext) -> StoreUnavailable | None
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration (creating it in an empty database)."""
     from alembic import command
+
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # two runs opening a new store at once
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7274727)"))
+        command.upgrade(alembic_config(conn), "head")
+
+
+def alembic_config(conn: sa.Connection) -> AlembicConfig:
+    """Alembic's settings for the migrations shipped in campaign.migrations, on `conn`."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(resources.files("campaign.migrations")))
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":  # two runs opening a new store at once
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7274727)"))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    config.attributes["connection"] = conn
+    return config
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -1174,21 +1234,6 @@ def _cannot_open(url: str, exc: BaseException) -> str:
     """One line: why the store at `url` cannot be opened, without any secret of the URL."""
     reason = " ".join(Redactor(_url_secrets(url))(str(exc)).split())
     return f"cannot open the store {_safe_url(url)}: {reason}"
-
-
-def _campaign_info(c: sa.Row) -> CampaignInfo:
-    return CampaignInfo(
-        id=c.id,
-        name=c.name,
-        fingerprint=c.fingerprint,
-        source=c.source,
-        sender_id=c.sender_id,
-        template_id=c.template_id,
-        total_rows=c.total_rows,
-        status=c.status,
-        halt_reason=c.halt_reason,
-        created_at=c.created_at,
-    )
 
 
 # Both kinds of row carry the same keys: an executemany takes its columns from the first.

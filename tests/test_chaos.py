@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from conftest import campaign_argv, cli_env, run_argv, write_recipients
+from helpers import campaign_argv, cli_env, run_argv, write_recipients
 
 from campaign import outcomes
 from campaign import sandbox as fake

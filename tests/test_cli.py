@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from conftest import SENDER, TEMPLATE, phone
+from helpers import SENDER, TEMPLATE, phone
 from typer.testing import CliRunner
 
 from campaign import sandbox as fake

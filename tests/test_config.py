@@ -7,12 +7,13 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from conftest import SENDER, TEMPLATE
+import typer
+from helpers import SENDER, TEMPLATE
 from typer.testing import CliRunner
 
 from campaign import sandbox as fake
-from campaign.cli import RUN_DEFAULTS, app, run_settings
-from campaign.config import merge, read_config
+from campaign.cli import app
+from campaign.config import read_config
 from campaign.errors import UsageError
 from campaign.store import Store
 
@@ -54,10 +55,20 @@ def test_bad_config_is_one_clear_error(tmp_path, text, message):
         read_config(write(tmp_path, text))
 
 
-def test_flags_win_over_the_file_which_wins_over_defaults():
+def run_options(*argv: str) -> dict:
+    """The values `campaign run ARGV` would run with, from flags, config and defaults."""
+    command = typer.main.get_command(app).commands["run"]
+    with command.make_context("run", list(argv)) as ctx:
+        return ctx.params
+
+
+def test_flags_win_over_the_file_which_wins_over_defaults(tmp_path):
     """A flag given beats the config file; the file beats the defaults."""
-    merged = merge({"rate": 2.0, "name": None}, {"rate": 4, "name": "x"}, {"rate": 5, "db": "d"})
-    assert merged == {"rate": 2.0, "name": "x", "db": "d"}
+    config = str(write(tmp_path, 'rate = 4\nname = "x"\n'))
+    given = run_options("--rate", "2", "--config", config)
+    assert (given["rate"], given["name"], given["timeout"]) == (2.0, "x", 30.0)
+    assert run_options("--config", config)["rate"] == 4
+    assert run_options()["rate"] == 5
 
 
 def test_the_sample_config_is_valid():
@@ -97,10 +108,29 @@ def test_run_without_a_file_anywhere(tmp_path, monkeypatch):
 def test_store_patience_comes_from_the_file_or_the_flag(tmp_path, monkeypatch):
     """store_patience in the file sets the run's patience; --store-patience 0 beats it."""
     monkeypatch.setenv("AUTOCALLS_API_KEY", "k")
-    given = read_config(write(tmp_path, "store_patience = 30\n"))
-    assert run_settings(merge({"store_patience": None}, given, RUN_DEFAULTS)).store_patience == 30
-    assert run_settings(merge({"store_patience": 0.0}, given, RUN_DEFAULTS)).store_patience == 0
-    assert run_settings(merge({}, {}, RUN_DEFAULTS)).store_patience == 120
+    config = str(write(tmp_path, "store_patience = 30\n"))
+    assert run_options("--config", config)["store_patience"] == 30
+    assert run_options("--config", config, "--store-patience", "0")["store_patience"] == 0
+    assert run_options()["store_patience"] == 120
     for command in ("run", "resume", "retry"):
         shown = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert "--store-patience" in shown.output, command
+
+
+def test_a_bad_config_file_is_one_line_from_the_cli(tmp_path):
+    """--config is read before the other options, and its errors are still one clear line."""
+    result = CliRunner().invoke(app, ["run", "--config", str(write(tmp_path, "sender = 1\n"))])
+    assert result.exit_code == 2
+    assert "error: the config file" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "resume", "retry", "validate"])
+def test_help_shows_each_default_in_80_columns(command):
+    """--help fits an 80-column terminal and shows every sending option's one default."""
+    shown = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"}).output
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    words = " ".join(shown.split())  # a default may be wrapped onto the next line
+    assert "--dedupe-window DURATION" in words and "[default: 7d]" in words
+    if command != "validate":
+        for default in ("5.0", "30.0", "120.0"):
+            assert f"[default: {default}" in words, default

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import (
+from helpers import (
     SENDER,
     TEMPLATE,
     campaign_argv,

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import pytest
 import sqlalchemy as sa
-from conftest import SENDER, TEMPLATE, in_process, phone, settings_for
+from helpers import SENDER, TEMPLATE, in_process, phone, settings_for
 from typer.testing import CliRunner
 
 from campaign import sandbox as fake

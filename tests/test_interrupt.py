@@ -10,7 +10,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import campaign_argv, cli_env, run_argv, wait_for, write_recipients
+from helpers import campaign_argv, cli_env, run_argv, wait_for, write_recipients
 
 from campaign import sandbox as fake
 from campaign.store import Store

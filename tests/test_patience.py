@@ -10,7 +10,7 @@ import sqlite3
 import time
 
 import pytest
-from conftest import SENDER, TEMPLATE, in_process, phone
+from helpers import SENDER, TEMPLATE, in_process, phone
 
 from campaign import sandbox as fake
 from campaign.client import AutocallsClient

@@ -6,7 +6,7 @@ import dataclasses
 import sqlite3
 
 import pytest
-from conftest import SENDER, TEMPLATE, in_process, phone, settings_for
+from helpers import SENDER, TEMPLATE, in_process, phone, settings_for
 
 from campaign import outcomes
 from campaign import sandbox as fake

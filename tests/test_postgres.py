@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import SENDER, TEMPLATE, phone
+from helpers import SENDER, TEMPLATE, phone
 from typer.testing import CliRunner
 
 from campaign import sandbox as fake

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     SENDER,
     TEMPLATE,
     campaign_argv,

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import SENDER, TEMPLATE, campaign_argv, phone, write_recipients
+from helpers import SENDER, TEMPLATE, campaign_argv, phone, write_recipients
 
 from campaign import sandbox as fake
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import campaign_argv, cli_env, phone, run_argv, wait_for, write_recipients
+from helpers import campaign_argv, cli_env, phone, run_argv, wait_for, write_recipients
 
 from campaign import sandbox as fake
 from campaign.errors import StoreError, StoreUnavailable
