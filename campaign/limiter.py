@@ -171,7 +171,8 @@ class AccountLimiter:
         try:
             self.store.turn_written(turn.id, at + self.offset)
         except StoreUnavailable as exc:
-            log.warning("could not record when a request left (%s); pacing on its plan", exc)
+            # Debug only: the run's patience says once that the store is down (patience.py).
+            log.debug("could not record when a request left (%s); pacing on its plan", exc.reason)
 
     def release(self, turn: Turn) -> None:
         """The request of `turn` will not leave."""
