@@ -237,7 +237,7 @@ class Dispatcher:
         if fate is Fate.HALT:
             code = outcome.error_code or f"HTTP {outcome.http_status}"
             self.halt(f"{code}: {outcome.error_message}")
-        self._watch_streak(fate, outcome)
+        self._watch_streak(state, outcome)
         try:
             await self.patience.call(
                 self.store.record,
@@ -279,19 +279,23 @@ class Dispatcher:
         ceiling = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _watch_streak(self, fate: Fate, outcome: SendOutcome) -> None:
-        """The circuit breaker: many rows in a row failing alike point at the campaign."""
-        if fate is Fate.SENT:
+    def _watch_streak(self, state: RowState, outcome: SendOutcome) -> None:
+        """The circuit breaker: many rows in a row ending alike point at the campaign.
+
+        A row counts once it ends failed or unknown, also after its last retry (a long
+        maintenance of the API, say); a row put back to pending does not count yet.
+        """
+        if state is RowState.SENT:
             self._streak = (None, 0)
             return
-        if fate not in (Fate.FAILED, Fate.UNKNOWN):
+        if state not in (RowState.FAILED, RowState.UNKNOWN):
             return
         code, count = self._streak
         count = count + 1 if outcome.error_code == code else 1
         self._streak = (outcome.error_code, count)
         if count >= self.settings.breaker:
             self.halt(
-                f"{count} rows in a row ended {fate} with {outcome.error_code}: the fault "
+                f"{count} rows in a row ended {state} with {outcome.error_code}: the fault "
                 "is likely in the campaign, not the rows"
             )
 

@@ -239,3 +239,21 @@ async def test_a_second_run_of_a_busy_campaign_is_refused(recipients, db_path):
     with pytest.raises(CampaignBusy) as caught:
         await resume_campaign(first.campaign.name, settings, transport=in_process(sandbox))
     assert caught.value.exit_code == 4
+
+
+async def test_a_long_maintenance_trips_the_breaker_and_leaves_the_rest_pending(
+    recipients, db_path
+):
+    """Rows that end failed after their last retry (the API in maintenance) count for the
+    circuit breaker: the campaign halts instead of failing every row."""
+    sandbox = fake.Sandbox(faults=fake.Faults(error_503=1.0))  # the API's maintenance answer
+    result = await run_campaign(
+        recipients(30),
+        SENDER,
+        TEMPLATE,
+        settings_for(db_path, max_attempts=1),
+        transport=in_process(sandbox),
+    )
+    assert result.exit_code == 3 and "MAINTENANCE" in result.halt_reason
+    assert result.counts["failed"] < 30 and result.counts["pending"] > 0
+    assert sandbox.messages == []
