@@ -751,7 +751,8 @@ class Store:
             if key and dedupe_window > 0:
                 if conn.dialect.name == "postgresql":  # held until this transaction ends
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
-                earlier = _earlier_send(conn, row_id, key, since=now - dedupe_window)
+                # The row itself is pending, so never among the rows that may have sent.
+                earlier = _earlier_sends(conn, [key], now - dedupe_window).get(key)
             if earlier is not None:
                 # No line in the attempt log: that log is of requests, and none was made.
                 refusal = _already_sent_text(_campaign_of_row(conn, row_id), earlier, dedupe_window)
@@ -1028,22 +1029,6 @@ def _big_cache(conn: sa.Connection) -> Iterator[None]:
 def _lock_id(key: str) -> int:
     """A signed 64-bit number from a message key, for pg_advisory_xact_lock."""
     return int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
-
-
-def _earlier_send(conn: sa.Connection, row_id: int, key: str, since: float) -> sa.Row | None:
-    """The latest other row with this message key that may have reached the recipient."""
-    return conn.execute(
-        select(Row.state, Row.claimed_at, Campaign.name)
-        .join(Campaign, Campaign.id == Row.campaign_id)
-        .where(
-            Row.message_key == key,
-            Row.id != row_id,
-            Row.state.in_(MAY_HAVE_SENT),
-            Row.claimed_at >= since,
-        )
-        .order_by(Row.claimed_at.desc())
-        .limit(1)
-    ).first()
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
