@@ -21,12 +21,13 @@ from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.markup import escape  # server and file text is printed as written, never as markup
 
+from campaign import catalog, display, report, runner, trial
 from campaign import config as config_module
-from campaign import display, report, runner
 from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, PreflightError, StoreUnavailable, UsageError
 from campaign.model import ALREADY_SENT, RowState, Severity
 from campaign.patience import DEFAULT_PATIENCE
+from campaign.preview import Preview
 from campaign.runner import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RATE,
@@ -125,6 +126,15 @@ StorePatienceOption = Annotated[
         metavar="SECONDS",
         help="Seconds to wait for a failing store (locked, full, restarting).",
     ),
+]
+
+SENDER_HELP = "The WhatsApp sender: its id or its phone number (see `campaign senders`)."
+TEMPLATE_HELP = "The template: its id, name or name:language (see `campaign templates`)."
+SenderOption = Annotated[
+    str | None, typer.Option("--sender-id", metavar="ID|PHONE", help=SENDER_HELP)
+]
+TemplateOption = Annotated[
+    str | None, typer.Option("--template-id", metavar="ID|NAME[:LANG]", help=TEMPLATE_HELP)
 ]
 
 
@@ -241,12 +251,8 @@ def run(
         Path | None,
         typer.Argument(metavar="RECIPIENTS", help="CSV or XLSX of recipients (or in --config)."),
     ] = None,
-    sender_id: Annotated[
-        int | None, typer.Option(metavar="ID", help="The WhatsApp sender's id.")
-    ] = None,
-    template_id: Annotated[
-        int | None, typer.Option(metavar="ID", help="The approved template's id.")
-    ] = None,
+    sender_id: SenderOption = None,
+    template_id: TemplateOption = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -316,8 +322,9 @@ def run(
         allow_partial=allow_partial,
     )
     settings = run_settings(api_key_file, db, base_url, sending, loading)
+    sender, template = resolve_ids(settings, sender_id, template_id)
     result = send_with_progress(
-        runner.run_campaign, recipients, sender_id, template_id, settings, name=name, quiet=quiet
+        runner.run_campaign, recipients, sender, template, settings, name=name, quiet=quiet
     )
     finish(result)
 
@@ -348,6 +355,11 @@ def run_settings(
         sending=sending,
         handle_signals=True,
     )
+
+
+def resolve_ids(settings: RunSettings, sender: str | None, template: str | None) -> tuple[int, int]:
+    """The ids a sender (id or phone) and a template (id, name or name:language) stand for."""
+    return anyio.run(functools.partial(catalog.resolve, settings, str(sender), str(template)))
 
 
 @app.command()
@@ -441,12 +453,12 @@ def validate(
         Path, typer.Argument(metavar="RECIPIENTS", help="CSV or XLSX of recipients.")
     ],
     sender_id: Annotated[
-        int | None,
-        typer.Option(metavar="ID", help="With --template-id and a key: check the account too."),
+        str | None,
+        typer.Option(
+            metavar="ID|PHONE", help="With --template-id and a key: check the account too."
+        ),
     ] = None,
-    template_id: Annotated[
-        int | None, typer.Option(metavar="ID", help="The template to check against.")
-    ] = None,
+    template_id: TemplateOption = None,
     variables: Annotated[
         str | None,
         typer.Option(metavar="NAMES", help="Offline: the template's variables, e.g. name,date."),
@@ -498,13 +510,14 @@ def validate(
     names = [v.strip() for v in variables.split(",")] if variables else None
     notices: list[str] = []
     try:
+        sender, template = validate_ids(settings, sender_id, template_id)
         checked = anyio.run(
             functools.partial(
                 runner.validate_file,
                 recipients,
                 settings,
-                sender_id=sender_id,
-                template_id=template_id,
+                sender_id=sender,
+                template_id=template,
                 variables=names,
                 on_notice=notices.append,
             )
@@ -531,10 +544,31 @@ def validate(
         with problems.open("w", encoding="utf-8", newline="") as f:
             report.write_problems_csv(load.problems, f)
     if as_json:
-        print(json.dumps(report.validation_summary(load, checked.already_sent)))
+        summary = report.validation_summary(load, checked.already_sent)
+        if checked.preview:
+            summary["preview"] = checked.preview.as_json()
+        print(json.dumps(summary))
     else:
         render_validation(checked, [*notices, *load.notices], problems)
     raise typer.Exit(0 if load.ok else 2)
+
+
+def validate_ids(
+    settings: RunSettings, sender: str | None, template: str | None
+) -> tuple[int | None, int | None]:
+    """validate's sender and template as ids; a phone or a name needs the key to look up."""
+    given = [v for v in (sender, template) if v is not None]
+    if all(v.strip().isdigit() for v in given):
+        return (
+            int(sender) if sender is not None else None,
+            int(template) if template is not None else None,
+        )
+    if not settings.api_key or len(given) < 2:
+        raise UsageError(
+            "a sender's phone or a template's name is looked up on the account: give both "
+            "--sender-id and --template-id, and an API key"
+        )
+    return resolve_ids(settings, sender, template)
 
 
 def optional_api_key(key_file: Path | None) -> str:
@@ -560,6 +594,8 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
     shown = [p for p in load.problems if p.severity != Severity.SKIP] or load.problems
     if shown:
         err.print(display.problems_table(shown))
+    if checked.preview:
+        render_preview(checked.preview)
     out.print(
         f"{load.valid_rows} valid, {load.invalid_rows} invalid, "
         f"{load.skipped_rows} skipped, {warnings} warnings"
@@ -567,6 +603,19 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
     )
     if written:
         err.print(f"every problem is in {written}")
+
+
+def render_preview(preview: Preview) -> None:
+    """The first valid row's message, and the longest one against WhatsApp's limit."""
+    first, longest = preview.first, preview.longest
+    out.print(f"message of row {first.row}:", highlight=False)
+    out.print(first.text, highlight=False, markup=False, soft_wrap=True)
+    over = " (too long)" if longest.length > preview.limit else ""
+    out.print(
+        f"longest message: row {longest.row}, {longest.length:,} of {preview.limit:,} "
+        f"characters{over}",
+        highlight=False,
+    )
 
 
 def confirm_second_message(yes: bool, why: str) -> None:
@@ -754,3 +803,137 @@ def demo(
     out.print(f"the sandbox accepted {len(fake_api.messages)} messages")
     if db:
         out.print(f"who got what: campaign report demo --db {db}")
+
+
+def account_settings(api_key_file: Path | None, db: str | None, base_url: str) -> RunSettings:
+    """The settings of a command that only reads the account (or sends one test message)."""
+    return RunSettings(api_key=read_api_key(api_key_file), db=db, base_url=base_url)
+
+
+@app.command()
+@friendly
+def senders(
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout.")] = False,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """The account's WhatsApp senders, online or not: what --sender-id may name.
+
+    The request takes a turn of the account's rate, shared through the store (--db) with
+    any run in progress.
+    """
+    settings = account_settings(api_key_file, db, base_url)
+    found = anyio.run(catalog.senders, settings)
+    if as_json:
+        print(json.dumps([s.as_json() for s in found], indent=2))
+        return
+    out.print(display.senders_table(found))
+
+
+@app.command()
+@friendly
+def templates(
+    sender_id: SenderOption = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Pending and rejected templates too.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout.")] = False,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """A sender's templates (approved ones unless --all): what --template-id may name.
+
+    Its requests take turns of the account's rate, shared through the store (--db).
+    """
+    if sender_id is None:
+        raise UsageError("missing --sender-id: see `campaign senders`")
+    settings = account_settings(api_key_file, db, base_url)
+    sender = anyio.run(catalog.resolve_sender, settings, sender_id)
+    found = anyio.run(catalog.templates, settings, sender, show_all)
+    if as_json:
+        print(json.dumps([t.as_json() for t in found], indent=2))
+        return
+    out.print(display.templates_table(found, sender))
+
+
+@app.command("test")
+@friendly
+def test_(
+    recipients: Annotated[
+        Path, typer.Argument(metavar="RECIPIENTS", help="CSV or XLSX of recipients.")
+    ],
+    to: Annotated[
+        str | None, typer.Option("--to", metavar="PHONE", help="Your own number (E.164).")
+    ] = None,
+    sender_id: SenderOption = None,
+    template_id: TemplateOption = None,
+    row: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="The spreadsheet row whose values go (default: the first)."),
+    ] = None,
+    default_region: RegionOption = None,
+    name_fallback: NameFallbackOption = None,
+    encoding: EncodingOption = None,
+    delimiter: DelimiterOption = None,
+    sheet: SheetOption = None,
+    block_red: BlockRedOption = False,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """Send one message, with one row's values and name, to your own number.
+
+    Shows the message and the API's answer; recorded in the store apart from every
+    campaign (it marks no row) and paced with the account's other requests. Never sent
+    twice: run it again to send another. Exit 0 when the API accepted it, 1 otherwise,
+    2 for bad input (nothing sent).
+    """
+    for flag, value in (("--to", to), ("--sender-id", sender_id), ("--template-id", template_id)):
+        if value is None:
+            raise UsageError(f"missing {flag}")
+    settings = RunSettings(
+        api_key=read_api_key(api_key_file),
+        db=db,
+        base_url=base_url,
+        loading=LoadSettings(
+            default_region=default_region,
+            name_fallback=name_fallback,
+            encoding=encoding,
+            delimiter=delimiter,
+            sheet=sheet,
+        ),
+        sending=SendSettings(timeout=timeout, block_red=block_red),
+    )
+    sender, template = resolve_ids(settings, sender_id, template_id)
+    notices: list[str] = []
+    sent = anyio.run(
+        functools.partial(
+            trial.send_test,
+            recipients,
+            settings,
+            sender,
+            template,
+            str(to),
+            row=row,
+            on_notice=notices.append,
+        )
+    )
+    for text in notices:
+        err.print(text, highlight=False, markup=False)
+    render_test_send(sent)
+    raise typer.Exit(sent.exit_code)
+
+
+def render_test_send(sent: trial.TestSendResult) -> None:
+    out.print(
+        f"test send of row {sent.row} to {sent.to} (sender {sent.sender_id}, "
+        f"template {sent.template_id}): {sent.status}",
+        highlight=False,
+    )
+    if sent.text is not None:
+        out.print(sent.text, highlight=False, markup=False, soft_wrap=True)
+    answer = display.answer_text(sent.outcome)
+    out.print(f"the API answered: {answer}", highlight=False, markup=False, soft_wrap=True)

@@ -1,8 +1,8 @@
 """Settings for unattended runs from a TOML file; flags given on the command line win.
 
     recipients = "exports/customers.csv"   # relative paths are relative to this file
-    sender_id = 12
-    template_id = 45
+    sender_id = 12                         # or the sender's phone, "+14155551234"
+    template_id = 45                       # or a name, "appointment_reminder:en"
     name = "nightly-{date}"                # {date} becomes today's date, 2026-11-27
     default_region = "GB"
     rate = 5
@@ -26,8 +26,8 @@ from campaign.errors import UsageError
 # Each key a config file may hold, with the type it must have.
 KEYS: dict[str, type | tuple[type, ...]] = {
     "recipients": str,
-    "sender_id": int,
-    "template_id": int,
+    "sender_id": (int, str),  # an id, or the sender's phone number
+    "template_id": (int, str),  # an id, name or name:language
     "name": str,
     "default_region": str,
     "name_fallback": str,
@@ -68,6 +68,11 @@ def read_config(path: Path, today: datetime.date | None = None) -> dict[str, Any
         # TOML's true is a Python bool, which is also an int: only bool keys take it.
         if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
             raise UsageError(f"in {path}, {key} = {value!r} has the wrong type")
+        if key == "sender_id" and isinstance(value, str) and not any(map(str.isdigit, value)):
+            raise UsageError(
+                f"in {path}, sender_id = {value!r} has the wrong type: give the sender's id "
+                "or its phone number"
+            )
     for key in PATH_KEYS:
         if key in raw and "://" not in raw[key]:
             raw[key] = str((path.parent / Path(raw[key]).expanduser()).resolve())

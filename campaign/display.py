@@ -6,14 +6,18 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from campaign.model import Problem, RowEvent, RowState
+from campaign.model import Problem, RowEvent, RowState, SendOutcome
 from campaign.store import CampaignInfo
+
+if TYPE_CHECKING:
+    from campaign.catalog import Sender, Template
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when there is no terminal
 FINAL = (RowState.SENT, RowState.FAILED, RowState.UNKNOWN, RowState.SKIPPED)
@@ -164,3 +168,59 @@ def campaigns_table(campaigns: list[dict]) -> Table:
         created = str(c["created_at"])[:16]
         table.add_row(c["name"], c["status"], str(c["total_rows"]), *counts, created)
     return table
+
+
+def senders_table(senders: list[Sender]) -> Table:
+    """`campaign senders`: what a run's --sender-id may name."""
+    table = Table(title="senders")
+    for column in ("id", "phone number", "display name", "status", "quality", "messaging tier"):
+        table.add_column(column, overflow="fold")
+    for s in senders:  # every text came from the server: shown as written, never as markup
+        table.add_row(
+            str(s.id),
+            *(escape(t or "") for t in (s.phone_number, s.display_name, s.status)),
+            escape(s.quality_rating or ""),
+            escape(tier_text(s)),
+        )
+    return table
+
+
+def tier_text(sender: Sender) -> str:
+    """The sender's daily tier as the API words it, else from its number."""
+    if sender.messaging_tier:
+        return sender.messaging_tier
+    return "" if sender.messaging_limit is None else f"{sender.messaging_limit:,} / 24hr"
+
+
+def templates_table(templates: list[Template], sender_id: int) -> Table:
+    """`campaign templates`: what a run's --template-id may name."""
+    table = Table(title=f"templates of sender {sender_id}")
+    for column in ("id", "name", "language", "category", "status", "variables"):
+        table.add_column(column, overflow="fold")
+    for t in templates:
+        texts = (t.name, t.language, t.category, t.status, ", ".join(t.variables))
+        table.add_row(str(t.id), *(escape(x or "") for x in texts))
+    return table
+
+
+def answer_text(outcome: SendOutcome | None) -> str:
+    """A send's answer in one line (its texts already redacted by the client)."""
+    if outcome is None:
+        return "nothing: no request left"
+    parts = [f"HTTP {outcome.http_status}" if outcome.http_status else "no answer"]
+    if outcome.error_code:
+        parts.append(outcome.error_code)
+    if outcome.error_message:
+        parts.append(outcome.error_message)
+    for label, value in (
+        ("status", outcome.api_status),
+        ("message_sid", outcome.message_sid),
+        ("conversation_id", outcome.conversation_id),
+        ("message_id", outcome.message_id),
+        ("whatsapp_message_id", outcome.whatsapp_message_id),
+    ):
+        if value is not None:
+            parts.append(f"{label} {value}")
+    if outcome.raw_body:
+        parts.append(f"body: {outcome.raw_body}")
+    return ", ".join(parts)

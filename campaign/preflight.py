@@ -49,7 +49,7 @@ async def check_account(
         _check_template(template, template_id, sender_id)
         account = await client.account()
     except ApiError as exc:
-        raise PreflightError(_api_problem(exc)) from None
+        raise PreflightError(api_problem(exc)) from None
     warnings = []
     if str(sender.get("quality_rating", "")).upper() == "RED":
         message = f"sender {sender_id} has a RED quality rating: WhatsApp may restrict its sending"
@@ -103,7 +103,7 @@ def _check_template(template: dict[str, Any], template_id: int, sender_id: int) 
         )
 
 
-def _api_problem(exc: ApiError) -> str:
+def api_problem(exc: ApiError) -> str:
     if exc.status == 401:
         return "the API refused the key (401): check AUTOCALLS_API_KEY or --api-key-file"
     if exc.status is None:

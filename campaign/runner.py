@@ -8,7 +8,7 @@ import math
 import pickle
 import signal
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
@@ -26,6 +26,7 @@ from campaign.limiter import AccountLimiter
 from campaign.model import ALREADY_SENT, Recipient, RowEvent, RowState, SkippedRow
 from campaign.patience import DEFAULT_PATIENCE, StorePatience
 from campaign.preflight import Preflight, check_account, check_tier
+from campaign.preview import Preview, PreviewCount
 from campaign.store import (
     DEFAULT_DEDUPE_WINDOW,
     AlreadySent,
@@ -310,6 +311,7 @@ class Validation:
     preflight: Preflight | None = None
     tier: str | None = None  # the sender's daily tier is too small for the file
     already_sent: AlreadySent | None = None  # with a key: the rows the guard will skip
+    preview: Preview | None = None  # with a key: the first valid row's message, the longest
 
 
 async def validate_file(
@@ -334,11 +336,18 @@ async def validate_file(
             notice = on_notice or (lambda text: None)
             preflight = await _preflight(client, sender_id, template_id, settings, notice)
         guard = GuardCount(store, settings, sender_id, template_id)
-        loaded = read_file(path, settings, preflight.variables, preflight.body_text, guard)
+        preview = PreviewCount(preflight.body_text or "", preflight.variables)
+
+        def count(chunk: Chunk) -> None:
+            guard(chunk)
+            preview.add(chunk.recipients)
+
+        loaded = read_file(path, settings, preflight.variables, preflight.body_text, count)
         tier = check_tier(
             preflight, loaded.valid_rows, allow_partial=settings.sending.allow_partial
         )
-    return Validation(loaded, preflight, tier, guard.found)
+    shown = preview.preview if loaded.valid_rows and preflight.body_text else None
+    return Validation(loaded, preflight, tier, guard.found, shown)
 
 
 class GuardCount:
@@ -403,6 +412,20 @@ def _create(
     except sa.exc.IntegrityError:
         # Another run created it between our look and our insert: it is running it.
         raise CampaignBusy(f"campaign {name!r} is being started by another run") from None
+
+
+@contextlib.asynccontextmanager
+async def account_session(
+    settings: RunSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[tuple[Store, AutocallsClient]]:
+    """The store and a client whose every request takes a turn of the account's pace.
+
+    For reads and single sends outside a campaign (catalog.py, trial.py): the same pace,
+    through the same store, as any run in progress.
+    """
+    with Store.open(settings.db) as store:
+        async with _client(settings, transport, _limiter(store, settings)) as client:
+            yield store, client
 
 
 def _limiter(store: Store, settings: RunSettings) -> AccountLimiter:

@@ -19,7 +19,9 @@ Built-in fixtures (replace them with `Sandbox(senders=..., templates=...)`):
     sender 12  online  GREEN   limit 10,000  templates 45 (approved, {{1}} {{2}} named
                                              customer_name, date), 46 (approved, no
                                              variables), 47 (pending), 48 (rejected),
-                                             49 (approved, every send TEMPLATE_NOT_SYNCED)
+                                             49 (approved, every send TEMPLATE_NOT_SYNCED),
+                                             41 and 42 (both named "welcome", in en and
+                                             es, approved, {{1}} {{2}} as 45's)
     sender 13  offline GREEN   limit 1,000   template 130: SENDER_OFFLINE
     sender 14  online  RED     unlimited     template 140: sends work (RED only warns)
     sender 15  online  YELLOW  limit 3       template 150: the 4th new recipient in 24 h
@@ -92,6 +94,9 @@ NO_VARIABLES_TEMPLATE_ID = 46
 PENDING_TEMPLATE_ID = 47
 REJECTED_TEMPLATE_ID = 48
 UNSYNCED_TEMPLATE_ID = 49  # approved, but every send gets TEMPLATE_NOT_SYNCED
+# One name in two languages, as WhatsApp allows: "welcome" alone is ambiguous.
+WELCOME_EN_TEMPLATE_ID = 41
+WELCOME_ES_TEMPLATE_ID = 42
 OFFLINE_SENDER_ID = 13
 RED_SENDER_ID = 14
 SMALL_LIMIT_SENDER_ID = 15
@@ -214,11 +219,15 @@ def default_templates() -> list[Template]:
     """The built-in templates listed in the module docstring."""
     reminder = "Hi {{1}}, this is a reminder of your appointment on {{2}}. Reply STOP to opt out."
     thanks = "Thank you for choosing Acme!"
+    welcome_en = "Hi {{1}}, welcome to Acme! Your first order ships on {{2}}."
+    welcome_es = "Hola {{1}}, ¡bienvenido a Acme! Tu primer pedido sale el {{2}}."
     templates = [
         Template(45, 12, "appointment_reminder", reminder, ("customer_name", "date")),
         Template(47, 12, "spring_sale", "Hi {{1}}, our sale starts now!", ("name",), "pending"),
         Template(48, 12, "win_big", "Hi {{1}}, you won!", ("name",), status="rejected"),
         Template(49, 12, "new_hours", thanks, error_code="TEMPLATE_NOT_SYNCED"),
+        Template(41, 12, "welcome", welcome_en, ("customer_name", "date")),
+        Template(42, 12, "welcome", welcome_es, ("customer_name", "date"), language="es"),
     ]
     plain = [Template(t, s, "thank_you", thanks) for s, t in PLAIN_TEMPLATE_OF.items()]
     return templates + plain

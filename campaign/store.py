@@ -186,6 +186,27 @@ class AccountTurn(Base):
     written: Mapped[float | None]
 
 
+class TestSend(Base):
+    """One message sent by `campaign test` to the operator's own number: never a campaign row."""
+
+    __tablename__ = "test_sends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    account: Mapped[str] = mapped_column(sa.String(32))  # client.account_id
+    sender_id: Mapped[int]
+    template_id: Mapped[int]
+    to_phone: Mapped[str] = mapped_column(sa.String(64))  # E.164
+    source: Mapped[str] = mapped_column(sa.String(1000))  # the file the values came from
+    row: Mapped[int]  # the spreadsheet row whose values were sent
+    # sending (committed before the request leaves), then sent, failed or unknown
+    status: Mapped[str] = mapped_column(sa.String(10))
+    http_status: Mapped[int | None]
+    error_code: Mapped[str | None] = mapped_column(sa.String(80))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    message_sid: Mapped[str | None] = mapped_column(sa.String(64))
+
+
 @dataclass(frozen=True)
 class CampaignInfo:
     id: int
@@ -217,6 +238,25 @@ class StoredRow:
     message_sid: str | None
     error_code: str | None
     error_message: str | None
+
+
+@dataclass(frozen=True)
+class TestSendInfo:
+    """One recorded test send, as `Store.test_sends` gives it."""
+
+    id: int
+    at: datetime
+    account: str
+    sender_id: int
+    template_id: int
+    to_phone: str
+    source: str
+    row: int
+    status: str
+    http_status: int | None
+    error_code: str | None
+    error_message: str | None
+    message_sid: str | None
 
 
 D = TypeVar("D")
@@ -977,6 +1017,56 @@ class Store:
             )
             for found in result:
                 yield _record(StoredRow, found)
+
+    # --- test sends (`campaign test`), apart from every campaign -------------------------
+
+    def start_test_send(
+        self,
+        *,
+        account: str,
+        sender_id: int,
+        template_id: int,
+        to_phone: str,
+        source: str,
+        row: int,
+    ) -> int:
+        """Record a test send as `sending`, durably, before its request leaves; its id."""
+        with self._durable_writer.begin() as conn:
+            return conn.scalar(
+                sa.insert(TestSend)
+                .values(
+                    at=utcnow(),
+                    account=account,
+                    sender_id=sender_id,
+                    template_id=template_id,
+                    to_phone=to_phone,
+                    source=source,
+                    row=row,
+                    status="sending",
+                )
+                .returning(TestSend.id)
+            )
+
+    def finish_test_send(self, test_id: int, status: str, outcome: SendOutcome | None) -> None:
+        """What the API answered a test send: sent, failed, or unknown (no answer to trust)."""
+        values: dict[str, Any] = {"status": status}
+        if outcome is not None:
+            values.update(
+                http_status=outcome.http_status,
+                error_code=outcome.error_code,
+                error_message=outcome.error_message,
+                message_sid=outcome.message_sid,
+            )
+        with self._writer.begin() as conn:
+            conn.execute(update(TestSend).where(TestSend.id == test_id).values(**values))
+
+    def test_sends(self, account: str | None = None) -> list[TestSendInfo]:
+        """The recorded test sends, oldest first (of one account, if given)."""
+        query = select(*_columns(TestSendInfo, TestSend.__table__)).order_by(TestSend.id)
+        if account is not None:
+            query = query.where(TestSend.account == account)
+        with self.engine.connect() as conn:
+            return [_record(TestSendInfo, found) for found in conn.execute(query)]
 
 
 def _clock(now: float, before: float, after: float) -> ClockReading:
