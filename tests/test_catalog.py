@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from campaign import catalog
 from campaign import sandbox as fake
 from campaign.cli import app
+from campaign.model import SendOutcome
 from campaign.store import Store
 
 runner = CliRunner()
@@ -254,3 +255,16 @@ def test_test_send_refuses_bad_to_or_row(api, recipients, db_path, more, said):
     assert result.exit_code == 2, result.output
     assert said in result.output and "Traceback" not in result.output
     assert sandbox_messages() == []
+
+
+def test_test_sends_are_stored_apart(store_db):
+    """A test send is recorded `sending` first, then its outcome, in SQLite and PostgreSQL."""
+    with Store.open(store_db) as store:
+        test_id = store.start_test_send(
+            account="acct", sender_id=12, template_id=45, to_phone=OPERATOR, source="a.csv", row=2
+        )
+        assert [t.status for t in store.test_sends()] == ["sending"]
+        store.finish_test_send(test_id, "unknown", SendOutcome(None, "READ_TIMEOUT", "no answer"))
+        (sent,) = store.test_sends("acct")
+        assert (sent.status, sent.error_code, sent.http_status) == ("unknown", "READ_TIMEOUT", None)
+        assert store.test_sends("another account") == [] and store.campaigns() == []
