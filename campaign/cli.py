@@ -484,7 +484,8 @@ def validate(
 
     Each problem names its spreadsheet row (the header is row 1). With --sender-id,
     --template-id and an API key, also checks the sender, the template, the tier and the
-    balance, and counts the rows the store (--db) shows were already sent (ALREADY_SENT).
+    balance, counts the rows the store (--db) shows were already sent (ALREADY_SENT), and
+    shows the first valid row's message and the longest one (against 1,024 characters).
     Exit 0 when no row is invalid (skipped duplicates are fine), 2 otherwise. Those
     requests take turns of the account's rate, shared through the store with any run
     in progress.
