@@ -36,6 +36,7 @@ class Body:
             self.keys.append(_keys_of(match.group(1), variables))
             start = match.end()
         self.parts.append(text[start:])
+        self.fixed = sum(len(p) for p in self.parts[::2])  # the text no row changes
 
     def fill(self, values: dict[str, str]) -> str:
         pieces = []
@@ -45,7 +46,7 @@ class Body:
 
     def length(self, values: dict[str, str]) -> int:
         """len(self.fill(values)), without building the text."""
-        return sum(len(self._value(i, values) if i % 2 else p) for i, p in enumerate(self.parts))
+        return self.fixed + sum(len(self._value(i, values)) for i in range(1, len(self.parts), 2))
 
     def _value(self, part: int, values: dict[str, str]) -> str:
         for key in self.keys[part // 2]:

@@ -20,6 +20,7 @@ from campaign import catalog
 from campaign import sandbox as fake
 from campaign.cli import app
 from campaign.model import SendOutcome
+from campaign.preview import Body
 from campaign.store import Store
 
 runner = CliRunner()
@@ -268,3 +269,11 @@ def test_test_sends_are_stored_apart(store_db):
         (sent,) = store.test_sends("acct")
         assert (sent.status, sent.error_code, sent.http_status) == ("unknown", "READ_TIMEOUT", None)
         assert store.test_sends("another account") == [] and store.campaigns() == []
+
+
+def test_body_fills_by_position_or_name():
+    """A placeholder takes its position's value or its name's; nothing else touches it."""
+    body = Body("Hi {{1}}, on {{ date }} at {{3}}", ["customer_name", "date"])
+    assert body.fill({"1": "Ann", "2": "May 1"}) == "Hi Ann, on May 1 at {{3}}"
+    assert body.fill({"customer_name": "Bo", "date": "today"}) == "Hi Bo, on today at {{3}}"
+    assert body.length({"1": "Ann", "2": "May 1"}) == len("Hi Ann, on May 1 at {{3}}")
