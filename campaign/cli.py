@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape  # server and file text is printed as written, never as markup
 
 from campaign import config as config_module
-from campaign import display, report, runner
+from campaign import deliveries, display, report, runner
 from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, PreflightError, StoreUnavailable, UsageError
 from campaign.model import ALREADY_SENT, RowState, Severity
@@ -621,6 +621,8 @@ def render_status(state: dict[str, Any]) -> None:
         out.print(
             display.error_table((e["state"], e["error_code"], e["rows"]) for e in state["errors"])
         )
+    if state.get("delivery"):
+        out.print(report.delivery_text(state["delivery"]), highlight=False)
     if state["halt_reason"]:
         halt_reason = escape(state["halt_reason"])
         out.print(f"[red]halted:[/] {halt_reason}", highlight=False, soft_wrap=True)
@@ -666,7 +668,9 @@ def report_(
             if fmt == "csv":
                 n = report.write_csv(lines, target)
             else:
-                n = report.write_json(campaign, store.counts(campaign.id), lines, target)
+                counts = store.counts(campaign.id)
+                delivery = deliveries.delivery_counts(store, campaign.id)
+                n = report.write_json(campaign, counts, lines, target, delivery)
     if out_file:
         err.print(f"wrote {n} rows to {out_file}")
 
