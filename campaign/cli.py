@@ -701,6 +701,7 @@ def list_(
 
 
 @app.command()
+@friendly
 def sandbox(
     port: Annotated[int, typer.Option(metavar="PORT", help="Port on 127.0.0.1.")] = 8000,
     latency: Annotated[
@@ -715,12 +716,33 @@ def sandbox(
     balance: Annotated[
         int | None, typer.Option(metavar="N", help="Messages the account can pay for.")
     ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Post signed delivery status events here."),
+    ] = None,
+    webhook_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="The webhook's secret (default: AUTOCALLS_WEBHOOK_SECRET)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the built-in fake of the autocalls API on loopback (key: sandbox-key)."""
     from campaign import sandbox as fake
+    from campaign.web.webhook import read_webhook_secret
 
     low, _, high = latency.partition("-")
-    fake_api = fake.Sandbox(rate=rate, latency=(float(low), float(high or low)), balance=balance)
+    emitter = None
+    if webhook_url:
+        secret = read_webhook_secret(webhook_secret_file)
+        if secret is None:
+            raise UsageError(
+                "--webhook-url needs a secret: AUTOCALLS_WEBHOOK_SECRET or --webhook-secret-file"
+            )
+        emitter = fake.WebhookEmitter(webhook_url, secret)
+    fake_api = fake.Sandbox(
+        rate=rate, latency=(float(low), float(high or low)), balance=balance, webhook=emitter
+    )
     err.print(f"sandbox on http://127.0.0.1:{port} (API key: {fake.DEFAULT_KEY})")
     fake.serve(fake_api, host="127.0.0.1", port=port)
 
