@@ -62,6 +62,7 @@ MAY_FOLLOW: dict[str | None, frozenset[str]] = {
 RESOLVE_WINDOW = 600.0  # seconds: an event this long after a row's last attempt may resolve it
 CLOCK_SLACK = 60.0  # seconds: ...or this long before it (the API's clock is not ours)
 WEBHOOK = "webhook"  # rows.resolved_by of a row the webhook resolved
+CATCH_UP_WINDOW = 86400.0  # seconds: how far back catch_up looks for events naming a row
 
 # The event's time, by the first of these fields it has ({status}: e.g. delivered_at).
 TIME_FIELDS = ("{status}_at", "timestamp", "updated_at", "occurred_at", "created_at")
@@ -412,13 +413,18 @@ def _insert_ignoring_duplicates(conn: sa.Connection) -> sa.Insert:
 
 
 def catch_up(store: Store, campaign_id: int) -> int:
-    """Apply kept events that now name a row of this campaign, or fit one of its unknown rows.
+    """Apply kept events that now name a row (of any campaign), or fit an unknown row of
+    this campaign.
 
     An event can come before its row's answer is recorded (the row still `sending`), or
-    before its sender's number was learned. Returns how many events were applied now.
+    before its sender's number was learned. Events naming a row by its ids are looked for
+    among those of the last CATCH_UP_WINDOW (they come seconds before the answer); events
+    that may resolve an unknown row are found from the campaign's unknown rows, however
+    old. Returns how many events were applied now.
     """
+    since = utcnow() - timedelta(seconds=CATCH_UP_WINDOW)
     with store.engine.connect() as conn:
-        waiting = sorted(set(conn.scalars(_fitting_events(campaign_id))))
+        waiting = sorted(set(conn.scalars(_fitting_events(campaign_id, since))))
     applied = 0
     for event_id in waiting:
         with store.transaction() as conn:
@@ -426,19 +432,24 @@ def catch_up(store: Store, campaign_id: int) -> int:
     return applied
 
 
-def _fitting_events(campaign_id: int) -> sa.CompoundSelect:
-    kept = DeliveryEvent.row_id.is_(None) & (DeliveryEvent.event == MESSAGE_STATUS)
+def _fitting_events(campaign_id: int, since: datetime) -> sa.CompoundSelect:
+    """Kept events that may now fit a row of the campaign (the cheap part of the test)."""
+    kept = (DeliveryEvent.row_id.is_(None), DeliveryEvent.event == MESSAGE_STATUS)
     mine = Row.campaign_id == campaign_id
-    by_sid = select(DeliveryEvent.id).join(Row, Row.message_sid == DeliveryEvent.message_sid)
-    by_wamid = select(DeliveryEvent.id).join(
-        Row, Row.whatsapp_message_id == DeliveryEvent.whatsapp_message_id
+    # From the recent kept events, each looked up by its ids: a big campaign's rows are
+    # not all read. An event naming a row of another campaign is applied all the same.
+    names_a_row = sa.or_(
+        select(Row.id).where(Row.message_sid == DeliveryEvent.message_sid).exists(),
+        select(Row.id).where(Row.whatsapp_message_id == DeliveryEvent.whatsapp_message_id).exists(),
     )
-    by_phone = select(DeliveryEvent.id).join(Row, Row.phone == DeliveryEvent.to_phone)
-    return sa.union(
-        by_sid.where(kept, mine),
-        by_wamid.where(kept, mine),
-        by_phone.where(kept, mine, Row.state == RowState.UNKNOWN),
+    by_ids = select(DeliveryEvent.id).where(*kept, DeliveryEvent.received_at >= since, names_a_row)
+    # From the campaign's unknown rows: few.
+    by_phone = (
+        select(DeliveryEvent.id)
+        .join(Row, Row.phone == DeliveryEvent.to_phone)
+        .where(*kept, mine, Row.state == RowState.UNKNOWN)
     )
+    return sa.union(by_ids, by_phone)
 
 
 def _apply_kept(conn: sa.Connection, event_id: int) -> int:

@@ -198,6 +198,7 @@ class DeliveryEvent(Base):
     """Every signed event the delivery status webhook received, matched to a row or not."""
 
     __tablename__ = "delivery_events"
+    __table_args__ = (sa.Index("ix_delivery_events_row_received", "row_id", "received_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     digest: Mapped[str] = mapped_column(sa.String(64), unique=True)  # sha256 of the raw body
@@ -209,7 +210,7 @@ class DeliveryEvent(Base):
     whatsapp_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     to_phone: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     # None: no row matched (yet). `outcome` says what the event did (deliveries.Outcome).
-    row_id: Mapped[int | None] = mapped_column(sa.ForeignKey("rows.id"), index=True)
+    row_id: Mapped[int | None] = mapped_column(sa.ForeignKey("rows.id"))
     outcome: Mapped[str] = mapped_column(sa.String(20))
 
 

@@ -48,8 +48,9 @@ def upgrade() -> None:
         sa.Column("row_id", sa.Integer, sa.ForeignKey("rows.id")),
         sa.Column("outcome", sa.String(20), nullable=False),
     )
-    for column in ("message_sid", "to_phone", "row_id"):
+    for column in ("message_sid", "to_phone"):
         op.create_index(f"ix_delivery_events_{column}", "delivery_events", [column])
+    op.create_index("ix_delivery_events_row_received", "delivery_events", ["row_id", "received_at"])
     op.create_table(
         "sender_numbers",
         sa.Column("sender_id", sa.BigInteger, primary_key=True, autoincrement=False),
