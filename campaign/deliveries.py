@@ -214,27 +214,18 @@ def record_event(store: Store, raw: bytes, received_at: datetime | None = None) 
     """
     received = received_at or utcnow()
     digest = hashlib.sha256(raw).hexdigest()
-    event = parse(_json(raw))
+    body = _json(raw)
+    event = parse(body)
     try:
         with store.transaction(durable=True) as conn:
             earlier = _kept(conn, digest)
             if earlier is not None:
                 return earlier
             outcome, row_id = _apply(conn, event, received) if event else (Outcome.IGNORED, None)
+            kept = dict(digest=digest, received_at=received, row_id=row_id, outcome=outcome)
             event_id = conn.execute(
                 sa.insert(DeliveryEvent).returning(DeliveryEvent.id),
-                dict(
-                    digest=digest,
-                    raw=raw.decode("utf-8", "replace"),
-                    received_at=received,
-                    event=_text(_json(raw).get("event"), 40) if event is None else MESSAGE_STATUS,
-                    status=event.status if event else None,
-                    message_sid=event.message_sid if event else None,
-                    whatsapp_message_id=event.whatsapp_message_id if event else None,
-                    to_phone=event.to if event else None,
-                    row_id=row_id,
-                    outcome=outcome,
-                ),
+                kept | _event_columns(raw, body, event),
             ).scalar_one()
     except sa.exc.IntegrityError:  # the same body, recorded by a concurrent delivery
         with store.engine.connect() as conn:
@@ -243,6 +234,21 @@ def record_event(store: Store, raw: bytes, received_at: datetime | None = None) 
             raise
         return earlier
     return Received(event_id, outcome, row_id)
+
+
+def _event_columns(raw: bytes, body: dict[str, Any], event: StatusEvent | None) -> dict:
+    """What delivery_events keeps of a body besides its digest, time and outcome."""
+    text = raw.decode("utf-8", "replace").replace("\x00", "\\u0000")  # PostgreSQL: no NUL
+    if event is None:
+        return dict(raw=text, event=_text(body.get("event"), 40))
+    return dict(
+        raw=text,
+        event=MESSAGE_STATUS,
+        status=event.status,
+        message_sid=event.message_sid,
+        whatsapp_message_id=event.whatsapp_message_id,
+        to_phone=event.to,
+    )
 
 
 def _json(raw: bytes) -> Any:

@@ -236,13 +236,16 @@ def test_event_of_an_unknown_message_is_kept(store, client):
     assert json.loads(kept["raw"]) == body
 
 
-@pytest.mark.parametrize("raw", [b"not json {", b'{"event": "message_created", "id": 1}', b"[]"])
+@pytest.mark.parametrize(
+    "raw", [b"not json {", b'{"event": "message_created", "id": 1}', b"[]", b"\x00\xff binary"]
+)
 def test_other_signed_bodies_are_kept_and_answered(store, client, raw):
     """A signed body that is not JSON, or not a message_status event, is kept: 200."""
     answer = post(client, raw)
     assert answer.status_code == 200 and answer.json()["outcome"] == "ignored"
     [kept] = kept_events(store)
-    assert kept["raw"] == raw.decode() and kept["row_id"] is None
+    expected = raw.decode("utf-8", "replace").replace("\x00", "\\u0000")
+    assert kept["raw"] == expected and kept["row_id"] is None
 
 
 def test_store_that_cannot_write_answers_503(store, client):
