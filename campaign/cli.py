@@ -21,7 +21,7 @@ from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.markup import escape  # server and file text is printed as written, never as markup
 
-from campaign import catalog, display, report, runner, trial
+from campaign import catalog, deliveries, display, report, runner, trial
 from campaign import config as config_module
 from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, PreflightError, StoreUnavailable, UsageError
@@ -671,6 +671,8 @@ def render_status(state: dict[str, Any]) -> None:
         out.print(
             display.error_table((e["state"], e["error_code"], e["rows"]) for e in state["errors"])
         )
+    if state.get("delivery"):
+        out.print(report.delivery_text(state["delivery"]), highlight=False)
     if state["halt_reason"]:
         halt_reason = escape(state["halt_reason"])
         out.print(f"[red]halted:[/] {halt_reason}", highlight=False, soft_wrap=True)
@@ -716,7 +718,9 @@ def report_(
             if fmt == "csv":
                 n = report.write_csv(lines, target)
             else:
-                n = report.write_json(campaign, store.counts(campaign.id), lines, target)
+                counts = store.counts(campaign.id)
+                delivery = deliveries.delivery_counts(store, campaign.id)
+                n = report.write_json(campaign, counts, lines, target, delivery)
     if out_file:
         err.print(f"wrote {n} rows to {out_file}")
 
@@ -747,6 +751,7 @@ def list_(
 
 
 @app.command()
+@friendly
 def sandbox(
     port: Annotated[int, typer.Option(metavar="PORT", help="Port on 127.0.0.1.")] = 8000,
     latency: Annotated[
@@ -761,12 +766,33 @@ def sandbox(
     balance: Annotated[
         int | None, typer.Option(metavar="N", help="Messages the account can pay for.")
     ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Post signed delivery status events here."),
+    ] = None,
+    webhook_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="The webhook's secret (default: AUTOCALLS_WEBHOOK_SECRET)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the built-in fake of the autocalls API on loopback (key: sandbox-key)."""
     from campaign import sandbox as fake
+    from campaign.web.webhook import read_webhook_secret
 
     low, _, high = latency.partition("-")
-    fake_api = fake.Sandbox(rate=rate, latency=(float(low), float(high or low)), balance=balance)
+    emitter = None
+    if webhook_url:
+        secret = read_webhook_secret(webhook_secret_file)
+        if secret is None:
+            raise UsageError(
+                "--webhook-url needs a secret: AUTOCALLS_WEBHOOK_SECRET or --webhook-secret-file"
+            )
+        emitter = fake.WebhookEmitter(webhook_url, secret)
+    fake_api = fake.Sandbox(
+        rate=rate, latency=(float(low), float(high or low)), balance=balance, webhook=emitter
+    )
     err.print(f"sandbox on http://127.0.0.1:{port} (API key: {fake.DEFAULT_KEY})")
     fake.serve(fake_api, host="127.0.0.1", port=port)
 

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -156,9 +156,10 @@ class AutocallsClient:
             "recipient_name": recipient.name,
             "variables": recipient.variables,
         }
+        left: list[float] = []  # when the request was written out, if it was
         try:
             response = await self._request(
-                "POST", "/user/whatsapp/send", before_send, on_written, json=payload
+                "POST", "/user/whatsapp/send", before_send, on_written, left.append, json=payload
             )
         except AccountPaused:
             raise  # no request left: the caller halts
@@ -166,8 +167,10 @@ class AutocallsClient:
             on_written()
             return None
         except Exception as exc:  # the outcome table decides: never a crash
-            return _transport_outcome(exc, self._redact)
-        return None if response is None else outcome_of(read_answer(response, self._redact))
+            return replace(_transport_outcome(exc, self._redact), left_at=_first(left))
+        if response is None:
+            return None
+        return replace(outcome_of(read_answer(response, self._redact)), left_at=_first(left))
 
     async def senders(self) -> list[dict[str, Any]]:
         """Every sender of the account, online or not."""
@@ -197,16 +200,18 @@ class AutocallsClient:
         path: str,
         before_send: Callable[[], bool] = lambda: True,
         on_written: Callable[[], object] = lambda: None,
+        on_left: Callable[[float], object] = lambda at: None,
         **kwargs: Any,
     ) -> httpx.Response | None:
         """Every request, of any kind, takes a turn from the limiter first.
 
         None: nothing was sent (`before_send` said no, or the limiter was interrupted).
-        `on_written` is called once the request has been written out (or failed to be).
+        `on_written` is called once the request has been written out (or failed to be);
+        `on_left` only if it was written out, with the time (our clock).
         """
         written = _Once(on_written)
         try:
-            return await self._paced(method, path, before_send, written, **kwargs)
+            return await self._paced(method, path, before_send, written, on_left, **kwargs)
         except Interrupted:
             return None  # the run is ending: this request never started to leave
         finally:
@@ -218,6 +223,7 @@ class AutocallsClient:
         path: str,
         before_send: Callable[[], bool],
         written: Callable[[], None],
+        on_left: Callable[[float], object],
         **kwargs: Any,
     ) -> httpx.Response | None:
         limiter = self.limiter
@@ -228,8 +234,10 @@ class AutocallsClient:
             return None
 
         def left() -> None:
+            now = time.time()
             if limiter and turn:
-                limiter.left(turn, time.time())  # pace on what left, not on what was planned
+                limiter.left(turn, now)  # pace on what left, not on what was planned
+            on_left(now)
             written()
 
         async def trace(event: str, info: object) -> None:  # httpx's documented trace
@@ -266,6 +274,10 @@ class AutocallsClient:
         if answer.body is None:
             raise ApiError(200, None, f"{path}: the answer is not JSON")
         return answer.body
+
+
+def _first(times: list[float]) -> float | None:
+    return times[0] if times else None
 
 
 class _Once:

@@ -90,6 +90,7 @@ class SendOutcome:
     retry_after: float | None = None  # seconds, from a 429's Retry-After
     raw_body: str | None = None  # kept when the body was not what we expected
     invalid_fields: tuple[str, ...] = ()  # field names of a 422 validation error
+    left_at: float | None = None  # epoch seconds: when the request was written out
 
 
 @dataclass(frozen=True)

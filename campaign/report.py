@@ -11,10 +11,12 @@ import html
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from campaign import deliveries
 from campaign.model import Problem, RowState
 from campaign.store import AlreadySent, CampaignInfo, Store, StoredRow
 
@@ -34,6 +36,11 @@ COLUMNS = (
     "error_code",
     "error_message",
     "attempts",
+    "delivery_status",
+    "delivery_updated_at",
+    "delivery_error_code",
+    "delivery_error_message",
+    "resolved_by",
 )
 
 E164 = re.compile(r"\+\d{6,15}")
@@ -41,7 +48,15 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def records(store: Store, campaign: CampaignInfo) -> Iterator[dict[str, Any]]:
-    """Every row of the campaign as a report line, in spreadsheet order."""
+    """Every row of the campaign as a report line, in spreadsheet order.
+
+    Kept webhook events that now fit a row are applied first, at once (deliveries.catch_up).
+    """
+    deliveries.catch_up(store, campaign.id)
+    return _lines(store, campaign)
+
+
+def _lines(store: Store, campaign: CampaignInfo) -> Iterator[dict[str, Any]]:
     for r in store.report_rows(campaign.id):
         yield {
             "row": r.row,
@@ -56,6 +71,11 @@ def records(store: Store, campaign: CampaignInfo) -> Iterator[dict[str, Any]]:
             "error_code": r.error_code,
             "error_message": r.error_message,
             "attempts": r.attempts,
+            "delivery_status": r.delivery_status,
+            "delivery_updated_at": _iso(r.delivery_updated_at),
+            "delivery_error_code": r.delivery_error_code,
+            "delivery_error_message": r.delivery_error_message,
+            "resolved_by": r.resolved_by,
         }
 
 
@@ -70,12 +90,18 @@ def write_csv(lines: Iterator[dict[str, Any]], out: TextIO) -> int:
 
 
 def write_json(
-    campaign: CampaignInfo, counts: dict[str, int], lines: Iterator[dict[str, Any]], out: TextIO
+    campaign: CampaignInfo,
+    counts: dict[str, int],
+    lines: Iterator[dict[str, Any]],
+    out: TextIO,
+    delivery: dict[str, int] | None = None,
 ) -> int:
-    """Write the report as one JSON object: the campaign, its counts and its rows."""
+    """Write the report as one JSON object: the campaign, its counts (and delivery counts,
+    see deliveries.delivery_counts) and its rows."""
     rows = list(lines)
+    extra = {} if delivery is None else {"delivery": delivery}
     json.dump(
-        {"campaign": campaign_summary(campaign), "counts": counts, "rows": rows},
+        {"campaign": campaign_summary(campaign), "counts": counts, **extra, "rows": rows},
         out,
         indent=2,
         default=str,
@@ -98,7 +124,9 @@ def campaign_summary(campaign: CampaignInfo) -> dict[str, Any]:
 
 
 def campaign_status(store: Store, campaign: CampaignInfo) -> dict[str, Any]:
-    """What `campaign status` shows: counts, error codes, and a live run's rate and ETA."""
+    """What `campaign status` shows: counts, delivery counts, error codes, and a live run's
+    rate and ETA."""
+    deliveries.catch_up(store, campaign.id)
     counts = store.counts(campaign.id)
     active = store.lease_holder(campaign.id) is not None
     rate = store.recent_rate(campaign.id) if active else 0.0
@@ -106,6 +134,7 @@ def campaign_status(store: Store, campaign: CampaignInfo) -> dict[str, Any]:
     return {
         **campaign_summary(campaign),
         "counts": counts,
+        "delivery": deliveries.delivery_counts(store, campaign.id),
         "errors": [
             {"state": s, "error_code": c, "rows": n} for s, c, n in store.error_counts(campaign.id)
         ],
@@ -113,6 +142,18 @@ def campaign_status(store: Store, campaign: CampaignInfo) -> dict[str, Any]:
         "rate": round(rate, 2),
         "eta_seconds": round(waiting / rate) if active and rate else None,
     }
+
+
+def delivery_text(delivery: dict[str, int]) -> str:
+    """One line on what the webhook said of the sent rows (deliveries.delivery_counts)."""
+    sent = sum(delivery[k] for k in ("delivered", "read", "failed", "no_news"))
+    text = (
+        f"delivery of {sent} sent rows: {delivery['read']} read, {delivery['delivered']} "
+        f"delivered, {delivery['failed']} failed after sending, {delivery['no_news']} no news yet"
+    )
+    if delivery["resolved"]:
+        text += f" ({delivery['resolved']} unknown rows resolved by the webhook)"
+    return text
 
 
 INPUT_PROBLEM_COLUMNS = ("row", "column", "value", "code", "message")
@@ -197,14 +238,17 @@ svg .bar { fill: #2f6fdb; } svg .axis { stroke: #8c95a6; } svg .grid { stroke: #
 
 def write_html(store: Store, campaign: CampaignInfo, out: TextIO) -> None:
     """Write one self-contained HTML page on the campaign; every stored value is escaped."""
+    deliveries.catch_up(store, campaign.id)
     counts = store.counts(campaign.id)
     out.write(_page_start(campaign))
     out.write(_overview(campaign))
     out.write(_totals(counts))
-    out.write(_sends_chart(store.sent_times(campaign.id)))
+    out.write(_deliveries(deliveries.delivery_counts(store, campaign.id)))
+    out.write(_sends_chart(left_times(store, campaign)))
     out.write(_error_codes(store.error_counts(campaign.id)))
     # Streamed: a campaign that failed wholesale can have many thousands of these rows.
     _write_problem_rows(store.problem_rows(campaign.id), counts, out)
+    _write_delivery_rows(store.report_rows(campaign.id), out)
     out.write("</body>\n</html>\n")
 
 
@@ -251,6 +295,65 @@ def _totals(counts: dict[str, int]) -> str:
 
 def _share(n: int, total: int) -> str:
     return f"{100 * n / total:.1f} %" if total else "-"
+
+
+DELIVERY_LABELS = (
+    ("read", "read"),
+    ("delivered", "delivered, not read yet"),
+    ("failed", "failed after sending"),
+    ("no_news", "no news yet"),
+)
+DELIVERY_COLUMNS = (
+    "row",
+    "phone",
+    "name",
+    "delivery_status",
+    "delivery_updated_at",
+    "delivery_error_code",
+    "delivery_error_message",
+)
+RESOLVED_NOTE = "was unknown: resolved by the webhook"
+
+
+def _deliveries(delivery: dict[str, int]) -> str:
+    heading = "<h2>Delivery of the sent rows</h2>\n"
+    sent = sum(delivery[key] for key, _ in DELIVERY_LABELS)
+    if not sent:
+        return heading + "<p>No sent rows yet.</p>\n"
+    numeric = {1, 2}
+    body = "".join(
+        _tr([label, delivery[key], _share(delivery[key], sent)], numeric=numeric)
+        for key, label in DELIVERY_LABELS
+    )
+    table = _table(["as the webhook reported", "rows", "share"], body, numeric)
+    note = ""
+    if delivery["resolved"]:
+        note = (
+            f'<p class="note">{delivery["resolved"]} rows whose outcome was unknown were '
+            "resolved by the webhook: the API reported their message, so they count as "
+            "sent.</p>\n"
+        )
+    return heading + table + note
+
+
+def _write_delivery_rows(rows: Iterator[StoredRow], out: TextIO) -> None:
+    """Rows whose delivery failed, and rows the webhook resolved: what a person checks."""
+    numeric = {0}
+    started = False
+    for r in rows:
+        failed = r.delivery_status in deliveries.FAILED
+        if not (failed or r.resolved_by):
+            continue
+        if not started:
+            out.write("<h2>Failed deliveries and resolved rows</h2>\n<table>\n<thead>")
+            out.write(_tr([*DELIVERY_COLUMNS, "note"], "th", numeric) + "</thead>\n<tbody>\n")
+            started = True
+        cells = [getattr(r, column) for column in DELIVERY_COLUMNS]
+        cells[4] = _utc_text(r.delivery_updated_at) if r.delivery_updated_at else None
+        note = RESOLVED_NOTE if r.resolved_by else ""
+        out.write(_tr([*cells, note], numeric=numeric, css="unknown" if failed else None))
+    if started:
+        out.write("</tbody>\n</table>\n")
 
 
 def _error_codes(errors: list[tuple[str, str, int]]) -> str:
@@ -305,6 +408,11 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC, to the second: what a spreadsheet or a program reads."""
+    return None if moment is None else _utc(moment).isoformat(timespec="seconds")
+
+
 def _utc_text(moment: datetime) -> str:
     return _utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -316,17 +424,32 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 52  # room for the axis labels
 X_LABELS = 6  # about this many time labels under the bars
 
 
-def _sends_chart(times: list[datetime]) -> str:
-    heading = "<h2>Accepted sends over time</h2>\n"
-    if not times:
-        return heading + "<p>No accepted sends yet.</p>\n"
-    epochs = [_utc(t).timestamp() for t in times]
+def left_times(store: Store, campaign: CampaignInfo) -> list[float]:
+    """When each send request of the campaign left (epoch seconds), earliest first.
+
+    By when requests left, not when their answers came: answers bunch up (a slow one,
+    then several at once), so counting them would show more per second than were sent.
+    """
+    return [_utc(t).timestamp() for t in store.left_times(campaign.id)]
+
+
+def sends_per_second(store: Store, campaign: CampaignInfo) -> list[tuple[int, int]]:
+    """(epoch second, send requests that left in it), for each second in which any left,
+    in order: the series the HTML chart and the console draw."""
+    return sorted(Counter(int(t) for t in left_times(store, campaign)).items())
+
+
+def _sends_chart(epochs: list[float]) -> str:
+    heading = "<h2>Send requests over time</h2>\n"
+    if not epochs:
+        return heading + "<p>No send request has left yet.</p>\n"
     bucket = bucket_seconds(epochs[0], epochs[-1])
     first_bar, counts = histogram(epochs, bucket)
     unit = _duration_text(bucket)
+    first, last = (_utc_text(datetime.fromtimestamp(t, UTC)) for t in (epochs[0], epochs[-1]))
     summary = (
-        f"{len(epochs)} accepted sends from {_utc_text(times[0])} to {_utc_text(times[-1])}; "
-        f"at most {max(counts)} per {unit}."
+        f"{len(epochs)} send requests left from {first} to {last}; at most {max(counts)} "
+        f"per {unit}, counted by the time each request left."
     )
     return heading + f"<p>{esc(summary)}</p>\n" + _bar_chart(first_bar, counts, bucket) + "\n"
 
@@ -376,7 +499,7 @@ def _bar_chart(start: float, counts: list[int], bucket: int) -> str:
         parts.append(
             f'<rect class="bar" x="{x:.1f}" y="{TOP + plot_h - h:.1f}" '
             f'width="{bar_w - gap:.1f}" height="{h:.1f}">'
-            f"<title>{esc(label)}: {n} sends</title></rect>"
+            f"<title>{esc(label)}: {n} requests</title></rect>"
         )
     every = max(1, math.ceil(len(counts) / X_LABELS))
     for i in range(0, len(counts), every):  # time labels under some bars
@@ -392,11 +515,13 @@ def _bar_chart(start: float, counts: list[int], bucket: int) -> str:
         f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 8}" text-anchor="middle">'
         f"time (UTC), one bar per {esc(unit)}</text>"
         f'<text transform="translate(14 {TOP + plot_h / 2}) rotate(-90)" '
-        f'text-anchor="middle">sends per {esc(unit)}</text>'
+        f'text-anchor="middle">requests per {esc(unit)}</text>'
     )
     return (
         f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
-        f'aria-label="Accepted sends per {esc(unit)}">' + "".join(parts) + "</svg>"
+        f'aria-label="Send requests per {esc(unit)}, by when they left">'
+        + "".join(parts)
+        + "</svg>"
     )
 
 

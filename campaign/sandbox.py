@@ -49,6 +49,13 @@ placeholder exactly once, no unknown keys, values strings. WhatsApp's own rules 
 values (not empty, no newline or tab, at most four consecutive spaces, at most 1,600
 characters, filled body at most 1,024) also give TEMPLATE_MISMATCH: our reading.
 
+Delivery status webhook (optional): `Sandbox(webhook=WebhookEmitter(url, secret))` POSTs
+signed `message_status` events for every accepted message, the way the autocalls
+dashboard's webhook does: `sent`, then `delivered`, then (for some) `read`; a share of
+messages get `sent` then `failed` instead. Events are signed with `sign(body, secret)`
+(X-Signature-256: sha256=<hex HMAC-SHA256 of the body>), and come also for messages whose
+answer was lost (a drop or a slow fault): that is how an `unknown` row gets resolved.
+
 Faults (see `Faults`), decided after every check passed: `error_503` is Laravel's
 maintenance answer (503 `{"message": "Service Unavailable"}`), refused before anything
 happens; `error_500`, `proxy_503` (a load balancer's HTML 503 page), `drop` and `slow`
@@ -62,6 +69,10 @@ RemoteProtocolError.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import heapq
+import hmac
+import json
 import logging
 import random
 import re
@@ -70,6 +81,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -313,17 +325,20 @@ class Sandbox:
         *,
         keys: Iterable[str] = (DEFAULT_KEY,),
         rate: float = 5,
-        latency: float | tuple[float, float] = 0.0,
+        latency: float | tuple[float, float] | Callable[[], float] = 0.0,
         faults: Faults | None = None,
         balance: int | None = None,
         seed: int = 0,
         senders: Iterable[Sender] | None = None,
         templates: Iterable[Template] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        webhook: WebhookEmitter | None = None,
     ) -> None:
         self.keys = frozenset(keys)
         self.rate = rate  # requests per rolling second per key, across endpoints
-        self.latency = latency  # seconds, or a (min, max) range drawn uniformly
+        # Seconds, a (min, max) range drawn uniformly, or a function giving each answer's.
+        self.latency = latency
+        self.webhook = webhook  # posts delivery status events of accepted messages
         self.faults = faults or Faults()
         self.balance = balance  # messages the account can still pay for; None: unlimited
         self.senders = {s.id: s for s in (default_senders() if senders is None else senders)}
@@ -436,6 +451,8 @@ class Sandbox:
         return True
 
     def _draw_latency(self) -> float:
+        if callable(self.latency):
+            return self.latency()
         if isinstance(self.latency, tuple):
             return self._latency_rng.uniform(*self.latency)
         return float(self.latency)
@@ -508,6 +525,8 @@ class Sandbox:
             fault=fault,
         )
         self.messages.append(message)
+        if self.webhook is not None:
+            self.webhook.accepted(message, self.senders[sender_id].phone_number)
         return message
 
     def _conversation_id(self, sender_id: int, phone: str) -> int:
@@ -781,6 +800,152 @@ async def _json_or_none(request: Request) -> Any:
         return None
 
 
+# -- the delivery status webhook ------------------------------------------------------
+
+
+def sign(body: bytes, secret: bytes) -> str:
+    """The X-Signature-256 value of a webhook body: `sha256=` and the hex HMAC-SHA256."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def status_event(
+    message: Message, sender_phone: str, status: str, error: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """A `message_status` event of one message, as the webhook posts it."""
+    return {
+        "event": "message_status",
+        "whatsapp_message_id": message.whatsapp_message_id,
+        "message_sid": message.message_sid,
+        "conversation_id": message.conversation_id,
+        "to": message.phone,
+        "from": sender_phone,
+        "direction": "outbound",
+        "status": status,
+        "error_code": error[0] if error else None,
+        "error_message": error[1] if error else None,
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+
+
+UNDELIVERABLE = ("131026", "Message undeliverable")  # WhatsApp's code for an unreachable phone
+
+
+class WebhookEmitter:
+    """Posts signed status events of accepted messages to `url`, from a thread of its own.
+
+    Each accepted message gets `sent` after `delays[0]` seconds, then `delivered` (or
+    `failed`, for a `failed` share drawn from `seed`, or phones in `failed_phones`) after
+    `delays[1]`, then `read` for a `read` share after `delays[2]`. A delivery answered
+    other than 2xx is tried again (`tries` in all), as webhook senders do.
+    `posted` lists (status, HTTP status or None) of every try; `wait_idle` waits until
+    everything scheduled was posted. Use it as a context manager, or call `close`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        secret: bytes,
+        *,
+        delays: tuple[float, float, float] = (0.05, 0.2, 0.5),
+        failed: float = 0.1,
+        read: float = 0.7,
+        failed_phones: Collection[str] = frozenset(),
+        seed: int = 0,
+        tries: int = 3,
+    ) -> None:
+        self.url = url
+        self.delays = delays
+        self.failed = failed
+        self.read = read
+        self.failed_phones = frozenset(failed_phones)
+        self.tries = tries
+        self.posted: list[tuple[str, int | None]] = []
+        self._secret = secret
+        self._rng = random.Random(f"{seed}/webhook")
+        self._due: list[tuple[float, int, bytes, str]] = []  # (when, order, body, status)
+        self._order = 0
+        self._busy = 0  # events taken off the heap and being posted
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._post_loop, name="webhook", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> WebhookEmitter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def accepted(self, message: Message, sender_phone: str) -> None:
+        """Schedule the events of a message the sandbox just accepted."""
+        fails = message.phone in self.failed_phones or self._rng.random() < self.failed
+        reads = self._rng.random() < self.read
+        plan = [("sent", None), ("failed", UNDELIVERABLE) if fails else ("delivered", None)]
+        if reads and not fails:
+            plan.append(("read", None))
+        now = time.monotonic()
+        with self._changed:
+            for delay, (status, error) in zip(self.delays, plan, strict=False):
+                body = json.dumps(status_event(message, sender_phone, status, error)).encode()
+                self._order += 1
+                heapq.heappush(self._due, (now + delay, self._order, body, status))
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every scheduled event was posted; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._due or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def close(self) -> None:
+        """Stop posting; events not yet due are dropped."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join(timeout=5)
+
+    def _post_loop(self) -> None:
+        with httpx.Client(timeout=5.0) as http:
+            while (item := self._next_due()) is not None:
+                body, status = item
+                try:
+                    self._deliver(http, body, status)
+                finally:
+                    with self._changed:
+                        self._busy -= 1
+                        self._changed.notify_all()
+
+    def _next_due(self) -> tuple[bytes, str] | None:
+        """Wait for the next event's time; None once closed."""
+        with self._changed:
+            while not self._closed:
+                wait = self._due[0][0] - time.monotonic() if self._due else None
+                if wait is not None and wait <= 0:
+                    _, _, body, status = heapq.heappop(self._due)
+                    self._busy += 1
+                    return body, status
+                self._changed.wait(wait)
+        return None
+
+    def _deliver(self, http: httpx.Client, body: bytes, status: str) -> None:
+        headers = {"Content-Type": "application/json", "X-Signature-256": sign(body, self._secret)}
+        for attempt in range(self.tries):
+            try:
+                answer = http.post(self.url, content=body, headers=headers).status_code
+            except httpx.HTTPError:
+                answer = None
+            self.posted.append((status, answer))
+            if answer is not None and 200 <= answer < 300:
+                return
+            if attempt + 1 < self.tries:
+                time.sleep(0.2 * 2**attempt)
+
+
 # -- serving on loopback ---------------------------------------------------------------
 
 
@@ -833,11 +998,16 @@ def _run_quietly(server: uvicorn.Server) -> None:
 
 @contextlib.contextmanager
 def running(
-    sandbox: Sandbox, port: int = 0, *, access_log: bool = False, startup_timeout: float = 10.0
+    sandbox: Sandbox | Starlette,
+    port: int = 0,
+    *,
+    access_log: bool = False,
+    startup_timeout: float = 10.0,
 ) -> Iterator[str]:
-    """Serve the sandbox on 127.0.0.1 in a background thread; yield its base URL."""
+    """Serve the sandbox (or another Starlette app, e.g. a webhook receiver) on 127.0.0.1
+    in a background thread; yield its base URL."""
     config = uvicorn.Config(
-        sandbox.app,
+        sandbox.app if isinstance(sandbox, Sandbox) else sandbox,
         host="127.0.0.1",
         port=port,
         access_log=access_log,

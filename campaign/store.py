@@ -136,14 +136,20 @@ class Row(Base):
     claimed_at: Mapped[float | None] = mapped_column(sa.Float)
     conversation_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
-    whatsapp_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
-    message_sid: Mapped[str | None] = mapped_column(sa.String(64))
+    whatsapp_message_id: Mapped[int | None] = mapped_column(sa.BigInteger, index=True)
+    message_sid: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     api_status: Mapped[str | None] = mapped_column(sa.String(40))
     error_code: Mapped[str | None] = mapped_column(sa.String(80))
     error_message: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # What the delivery status webhook said of the message (see deliveries.py).
+    delivery_status: Mapped[str | None] = mapped_column(sa.String(20))
+    delivery_updated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    delivery_error_code: Mapped[str | None] = mapped_column(sa.String(80))
+    delivery_error_message: Mapped[str | None] = mapped_column(sa.Text)
+    resolved_by: Mapped[str | None] = mapped_column(sa.String(20))  # "webhook": was unknown
 
 
 class Attempt(Base):
@@ -161,6 +167,8 @@ class Attempt(Base):
     error_message: Mapped[str | None] = mapped_column(sa.Text)
     raw_body: Mapped[str | None] = mapped_column(sa.Text)
     at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    # When the request was written out (None: it never left, or an older store).
+    left_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class AccountPace(Base):
@@ -207,6 +215,35 @@ class TestSend(Base):
     message_sid: Mapped[str | None] = mapped_column(sa.String(64))
 
 
+class DeliveryEvent(Base):
+    """Every signed event the delivery status webhook received, matched to a row or not."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (sa.Index("ix_delivery_events_row_received", "row_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)  # sha256 of the raw body
+    raw: Mapped[str] = mapped_column(sa.Text)
+    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    event: Mapped[str | None] = mapped_column(sa.String(40))
+    status: Mapped[str | None] = mapped_column(sa.String(20))
+    message_sid: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    whatsapp_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    to_phone: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    # None: no row matched (yet). `outcome` says what the event did (deliveries.Outcome).
+    row_id: Mapped[int | None] = mapped_column(sa.ForeignKey("rows.id"))
+    outcome: Mapped[str] = mapped_column(sa.String(20))
+
+
+class SenderNumber(Base):
+    """A sender's phone number, learned from the `from` of events that matched its rows."""
+
+    __tablename__ = "sender_numbers"
+
+    sender_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    phone: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+
+
 @dataclass(frozen=True)
 class CampaignInfo:
     id: int
@@ -238,6 +275,11 @@ class StoredRow:
     message_sid: str | None
     error_code: str | None
     error_message: str | None
+    delivery_status: str | None
+    delivery_updated_at: datetime | None
+    delivery_error_code: str | None
+    delivery_error_message: str | None
+    resolved_by: str | None
 
 
 @dataclass(frozen=True)
@@ -434,6 +476,13 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def transaction(self, *, durable: bool = False) -> contextlib.AbstractContextManager:
+        """A write transaction for a module that keeps its own queries (deliveries.py).
+
+        `durable`: on SQLite its commit waits for the disk, as the commit of `sending` does.
+        """
+        return (self._durable_writer if durable else self._writer).begin()
 
     def __enter__(self) -> Store:
         return self
@@ -1004,6 +1053,26 @@ class Store:
                 )
             )
 
+    def left_times(self, campaign_id: int) -> list[datetime]:
+        """When each send request of a campaign was written out, earliest first (for charts).
+
+        An attempt logged before that time was recorded (an older store) counts at the
+        time its accepted answer was recorded; interrupted requests, whose time is unknown,
+        do not count.
+        """
+        left = func.coalesce(Attempt.left_at, Attempt.at)
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    select(left)
+                    .where(
+                        Attempt.campaign_id == campaign_id,
+                        sa.or_(Attempt.left_at.is_not(None), Attempt.fate == Fate.SENT),
+                    )
+                    .order_by(left)
+                )
+            )
+
     def problem_rows(self, campaign_id: int) -> Iterator[StoredRow]:
         """The failed and unknown rows of a campaign in spreadsheet order: what a person checks."""
         with self.engine.connect() as conn:
@@ -1094,8 +1163,13 @@ def _log_attempt(
             error_code=outcome.error_code,
             error_message=outcome.error_message,
             raw_body=outcome.raw_body,
+            left_at=_moment(outcome.left_at),
         ),
     )
+
+
+def _moment(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
 @contextlib.contextmanager

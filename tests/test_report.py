@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from campaign import outcomes, report
 from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
-from campaign.store import DEFAULT_DEDUPE_WINDOW, Row, Store
+from campaign.store import DEFAULT_DEDUPE_WINDOW, Attempt, Row, Store
 
 FORMULA_NAME = '=HYPERLINK("http://evil.example","click")'
 SCRIPT_NAME = "<script>alert(1)</script>"
@@ -113,7 +113,7 @@ def test_html_has_overview_totals_and_chart(store):
         assert re.search(rf"<td>{state}</td><td class=\"num\">[01]</td>", page)
     assert re.search(r'<tr class="total"><td>total</td><td class="num">5</td>', page)
     assert "<svg" in page and page.count('<rect class="bar"') == 1
-    assert "sends per second" in page
+    assert "requests per second" in page
 
 
 def test_html_lists_error_codes_and_problem_rows(store):
@@ -144,22 +144,23 @@ def test_html_without_sends_or_problems(store):
     """A campaign nothing happened to yet still gives a readable page."""
     campaign = make_campaign(store)
     page = html_page(store, campaign)
-    assert "No accepted sends yet." in page and "No failed or unknown rows." in page
+    assert "No send request has left yet." in page and "No failed or unknown rows." in page
     assert "<svg" not in page
 
 
 def test_long_campaign_chart_keeps_bars_few(store):
-    """Three hours of sends are shown in wider bars: never more than MAX_BARS."""
+    """Three hours of requests are shown in wider bars: never more than MAX_BARS."""
     campaign = make_campaign(store)
     for row in (2, 3, 4, 5):
         send(store, campaign, row, Fate.SENT, SendOutcome(200))
     start = datetime(2026, 3, 2, 9, 0, 30, tzinfo=UTC)
     with store.engine.begin() as conn:
         for i, row in enumerate((2, 3, 4, 5)):
+            row_id = sa.select(Row.id).where(Row.campaign_id == campaign.id, Row.row == row)
             conn.execute(
-                sa.update(Row)
-                .where(Row.campaign_id == campaign.id, Row.row == row)
-                .values(sent_at=start + timedelta(hours=i))
+                sa.update(Attempt)
+                .where(Attempt.row_id == row_id.scalar_subquery())
+                .values(left_at=start + timedelta(hours=i))
             )
     page = html_page(store, campaign)
     assert page.count('<rect class="bar"') == 91  # 09:00 to 12:00 in 2-minute bars
