@@ -1,0 +1,265 @@
+"""Each recipient's daytime: the send window (fixed instants), and runs over the real CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from helpers import campaign_argv, cli_env, run_argv, wait_for, write_recipients
+from typer.testing import CliRunner
+
+from campaign import sandbox as fake
+from campaign.cli import app
+from campaign.daytime import Daytime, NeverOpen, SendWindow, is_open, next_open, zones_of
+from campaign.errors import UsageError
+from campaign.store import Store
+
+LONDON = [f"+4479111234{i:02d}" for i in range(3)]
+TOKYO = [f"+8190123456{i:02d}" for i in range(2)]
+RUSSIAN_MOBILE = "+79161234567"  # sixteen zones, from Europe/Bucharest to Asia/Anadyr
+NO_ZONE = "+882351234567"  # no time zone known for it
+
+
+def at(text: str) -> float:
+    """Epoch seconds of a UTC time written 2026-01-15 12:00."""
+    return datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=UTC).timestamp()
+
+
+def utc(seconds: float | None) -> str | None:
+    return (
+        None if seconds is None else datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M")
+    )
+
+
+# --- the window ------------------------------------------------------------------------
+
+
+def test_window_parses_and_bad_values_are_one_usage_error():
+    """HH:MM-HH:MM parses; malformed, out-of-range or empty windows are a UsageError."""
+    assert SendWindow.parse("09:00-20:00") == SendWindow(540, 1200)
+    assert str(SendWindow.parse(" 9:30 - 17:05 ")) == "09:30-17:05"
+    for bad in ("9-17", "25:00-08:00", "09:60-10:00", "09:00-09:00", "09:00"):
+        with pytest.raises(UsageError, match="--send-window"):
+            SendWindow.parse(bad)
+
+
+def test_window_across_midnight():
+    """20:00-08:00 is open late in the evening and early in the morning, closed by day."""
+    window = SendWindow.parse("20:00-08:00")
+    london = ("Europe/London",)  # UTC+0 in January
+    assert next_open(window, london, at("2026-01-15 23:00")) is None
+    assert next_open(window, london, at("2026-01-15 07:59")) is None
+    assert utc(next_open(window, london, at("2026-01-15 08:00"))) == "2026-01-15 20:00"
+    assert utc(next_open(window, london, at("2026-01-15 12:00"))) == "2026-01-15 20:00"
+
+
+def test_several_zones_must_all_be_open():
+    """London and Tokyo, 08:00-20:00: open together only 08:00-11:00 UTC in winter."""
+    window = SendWindow.parse("08:00-20:00")
+    both = ("Europe/London", "Asia/Tokyo")
+    assert utc(next_open(window, both, at("2026-01-15 02:00"))) == "2026-01-15 08:00"
+    assert next_open(window, both, at("2026-01-15 10:30")) is None
+    assert utc(next_open(window, both, at("2026-01-15 11:00"))) == "2026-01-16 08:00"
+    assert utc(next_open(window, ("Asia/Tokyo",), at("2026-01-15 12:00"))) == "2026-01-15 23:00"
+
+
+def test_dst_changes_move_the_opening_in_utc():
+    """09:00 in London is 09:00 UTC before the spring change and 08:00 UTC after it;
+    a start that the change skips (02:30 in New York) opens when the clocks jump."""
+    window = SendWindow.parse("09:00-17:00")
+    london = ("Europe/London",)
+    assert utc(next_open(window, london, at("2026-03-28 06:00"))) == "2026-03-28 09:00"
+    assert utc(next_open(window, london, at("2026-03-28 20:00"))) == "2026-03-29 08:00"
+    assert utc(next_open(window, london, at("2026-10-24 20:00"))) == "2026-10-25 09:00"
+    skipped = SendWindow.parse("02:30-05:00")
+    new_york = ("America/New_York",)  # 2026-03-08: 02:00 EST becomes 03:00 EDT (07:00 UTC)
+    assert utc(next_open(skipped, new_york, at("2026-03-08 05:00"))) == "2026-03-08 07:00"
+    assert is_open(skipped, new_york, at("2026-03-08 07:00"))
+
+
+def test_zones_come_from_the_number():
+    """A UK mobile maps to London (and the islands), a Japanese one to Tokyo; unknown: ()."""
+    assert "Europe/London" in zones_of(LONDON[0])
+    assert zones_of(TOKYO[0]) == ("Asia/Tokyo",)
+    assert zones_of(NO_ZONE) == ()
+
+
+def test_unknown_zone_is_sent_with_one_warning_per_country_code(caplog):
+    """Without --default-timezone a number with no known zone may go at any hour, and
+    the log says so once per country code, not once per row."""
+    daytime = Daytime(SendWindow.parse("09:00-17:00"))
+    with caplog.at_level(logging.WARNING, logger="campaign.daytime"):
+        assert daytime.opens(NO_ZONE, at("2026-01-15 02:00")) is None
+        assert daytime.opens("+882351234568", at("2026-01-15 02:00")) is None
+    warnings = [r for r in caplog.records if "+882" in r.getMessage()]
+    assert len(warnings) == 1 and "--default-timezone" in warnings[0].getMessage()
+
+
+def test_unknown_zone_with_a_default_timezone_waits_for_it():
+    """With --default-timezone Asia/Tokyo, a number with no known zone keeps Tokyo's hours."""
+    daytime = Daytime(SendWindow.parse("09:00-17:00"), default_zone="Asia/Tokyo")
+    assert utc(daytime.opens(NO_ZONE, at("2026-01-15 12:00"))) == "2026-01-16 00:00"
+    assert daytime.opens(NO_ZONE, at("2026-01-16 01:00")) is None
+
+
+def test_zones_that_never_share_the_window_fall_back_to_the_default():
+    """09:00-18:00 never holds across Russia's sixteen zones at once: the default zone
+    decides, or without one the row is sent (with a warning)."""
+    window = SendWindow.parse("09:00-18:00")
+    with pytest.raises(NeverOpen):
+        next_open(window, zones_of(RUSSIAN_MOBILE), at("2026-01-15 12:00"))
+    moscow = Daytime(window, default_zone="Europe/Moscow")  # UTC+3
+    assert utc(moscow.opens(RUSSIAN_MOBILE, at("2026-01-15 16:00"))) == "2026-01-16 06:00"
+    assert Daytime(window).opens(RUSSIAN_MOBILE, at("2026-01-15 16:00")) is None
+
+
+# --- over the real CLI -----------------------------------------------------------------
+
+
+def london_window() -> str:
+    """A window around London's time now: open in London, closed in Tokyo (8-9 h ahead)."""
+    now = datetime.now(ZoneInfo("Europe/London"))
+    return f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=2):%H:%M}"
+
+
+def faketime(offset: float) -> list[str]:
+    """The `faketime` command putting a run's clock `offset` seconds ahead (or skip)."""
+    if shutil.which("faketime") is None:
+        if os.environ.get("CI"):
+            pytest.fail("faketime is not installed: .ci/run installs it")
+        pytest.skip("faketime is not installed")
+    return ["faketime", "-f", f"{offset:+.0f}"]
+
+
+@pytest.fixture
+def server():
+    """The sandbox on loopback: (its state, its base URL)."""
+    sandbox = fake.Sandbox()
+    with fake.running(sandbox) as base_url:
+        yield sandbox, base_url
+
+
+def in_process(*args: str) -> str:
+    """A read-only command's stdout (status, report), run in this process."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def cli(argv: list[str], db: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, env=cli_env(db), capture_output=True, text=True, timeout=timeout)
+
+
+def test_london_open_tokyo_closed_exits_6_and_a_later_resume_sends_them_once(
+    server, tmp_path, db_path
+):
+    """A window open in London and closed in Tokyo sends the +44 rows, defers the +81
+    rows (pending, no attempt), exits 6 saying when the next goes, and `status` says how
+    many wait; a resume at that time sends each deferred row exactly once."""
+    sandbox, base_url = server
+    path = write_recipients(tmp_path / "world.csv", 5, phones=LONDON + TOKYO)
+    window = london_window()
+    first = cli(run_argv(path, base_url, "--name", "world", "--send-window", window), db_path)
+    assert first.returncode == 6, first.stderr
+    assert "finished for now: 2 rows wait for their recipients' daytime, the next at" in (
+        first.stderr
+    )
+    assert "in Asia/Tokyo" in first.stderr and "Traceback" not in first.stderr
+    assert sorted(sandbox.counts_by_phone()) == sorted(LONDON)
+
+    state = json.loads(in_process("status", "world", "--json", "--db", db_path))
+    assert state["status"] == "waiting"
+    assert state["counts"]["sent"] == 3 and state["counts"]["pending"] == 2
+    assert state["daytime"]["rows"] == 2
+    next_at = datetime.fromisoformat(state["daytime"]["next_at"]).timestamp()
+    assert next_at > time.time() + 3600  # Tokyo's window is hours away
+    text = in_process("status", "world", "--db", db_path)
+    assert "2 rows wait for their recipients' daytime, the next at" in " ".join(text.split())
+
+    report = in_process("report", "world", "--db", db_path)
+    tokyo = [line for line in csv.DictReader(io.StringIO(report)) if line["phone"] in TOKYO]
+    assert {(t["state"], t["error_code"], t["attempts"]) for t in tokyo} == {
+        ("pending", "SEND_WINDOW", "0")
+    }
+
+    later = faketime(next_at - time.time() + 60)  # a minute into Tokyo's window
+    resumed = cli([*later, *campaign_argv("resume", "world", "--base-url", base_url,
+                                          "--send-window", window)], db_path)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert sandbox.counts_by_phone() == {p: 1 for p in LONDON + TOKYO}
+    again = in_process("status", "world", "--json", "--db", db_path)
+    assert json.loads(again)["daytime"] == {"rows": 0, "next_at": None, "text": None}
+
+
+def test_wait_sleeps_until_the_window_opens_then_sends(server, tmp_path, db_path):
+    """With --wait, a run started seconds before Tokyo's 09:00 says it waits for daytime,
+    then sends the +81 rows when the window opens (not before), and exits 0."""
+    sandbox, base_url = server
+    path = write_recipients(tmp_path / "tokyo.csv", 2, phones=TOKYO)
+    now = datetime.now(UTC)
+    opening = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    # Tokyo's 08:59:50: enough for the run to start on a busy machine and find it closed.
+    before = faketime(opening.timestamp() - now.timestamp() - 10)
+    argv = run_argv(path, base_url, "--name", "tokyo", "--send-window", "09:00-17:00", "--wait")
+    done = cli([*before, *argv], db_path)
+    assert done.returncode == 0, done.stderr
+    assert "waiting: 2 rows wait for their recipients' daytime" in done.stderr
+    assert sandbox.counts_by_phone() == {p: 1 for p in TOKYO}
+    sent = json.loads(in_process("report", "tokyo", "--db", db_path, "--format", "json"))
+    assert {r["state"] for r in sent["rows"]} == {"sent"}
+    with Store.open(db_path) as store:  # the run's own (fake) clock wrote when it sent
+        times = store.sent_times(store.find_campaign("tokyo").id)
+    assert min(t.replace(tzinfo=UTC) for t in times) >= opening
+
+
+def test_wait_is_interrupted_by_ctrl_c(server, tmp_path, db_path):
+    """Ctrl-C during a wait for daytime stops the run at once: exit 130, rows pending."""
+    sandbox, base_url = server
+    path = write_recipients(tmp_path / "tokyo.csv", 2, phones=TOKYO)
+    argv = run_argv(path, base_url, "--name", "tokyo", "--send-window", london_window(), "--wait")
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(argv, env=cli_env(db_path), stderr=stderr, text=True)
+        try:
+            wait_for(lambda: "waiting:" in log.read_text(), what="the wait for daytime")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 130
+        finally:
+            process.kill()
+    assert sandbox.messages == []
+
+
+def test_bad_send_window_is_one_line_exit_2(server, tmp_path, db_path):
+    """A malformed --send-window (or an unknown --default-timezone) is one line, exit 2."""
+    _, base_url = server
+    path = write_recipients(tmp_path / "x.csv", 1, phones=LONDON[:1])
+    for more in (
+        ["--send-window", "9am-5pm"],
+        ["--send-window", "09:00-17:00", "--default-timezone", "Mars/Olympus"],
+        ["--wait"],
+    ):
+        result = cli(run_argv(path, base_url, *more), db_path)
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_send_window_from_the_config_file(server, tmp_path, db_path):
+    """send_window in --config defers the rows like the flag does."""
+    sandbox, base_url = server
+    path = write_recipients(tmp_path / "world.csv", 5, phones=LONDON + TOKYO)
+    config = Path(tmp_path / "campaign.toml")
+    config.write_text(f'send_window = "{london_window()}"\n')
+    result = cli(run_argv(path, base_url, "--config", config), db_path)
+    assert result.returncode == 6, result.stderr
+    assert sorted(sandbox.counts_by_phone()) == sorted(LONDON)
