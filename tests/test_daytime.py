@@ -11,18 +11,32 @@ import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from helpers import campaign_argv, cli_env, run_argv, wait_for, write_recipients
+from helpers import (
+    SENDER,
+    TEMPLATE,
+    campaign_argv,
+    cli_env,
+    in_process,
+    run_argv,
+    wait_for,
+    write_recipients,
+)
 from typer.testing import CliRunner
 
 from campaign import sandbox as fake
 from campaign.cli import app
+from campaign.client import AutocallsClient
 from campaign.daytime import Daytime, NeverOpen, SendWindow, is_open, next_open, zones_of
+from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import UsageError
+from campaign.limiter import AccountLimiter
+from campaign.model import Recipient
 from campaign.store import Store
 
 LONDON = [f"+4479111234{i:02d}" for i in range(3)]
@@ -150,7 +164,7 @@ def server():
         yield sandbox, base_url
 
 
-def in_process(*args: str) -> str:
+def invoke(*args: str) -> str:
     """A read-only command's stdout (status, report), run in this process."""
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output
@@ -178,16 +192,16 @@ def test_london_open_tokyo_closed_exits_6_and_a_later_resume_sends_them_once(
     assert "in Asia/Tokyo" in first.stderr and "Traceback" not in first.stderr
     assert sorted(sandbox.counts_by_phone()) == sorted(LONDON)
 
-    state = json.loads(in_process("status", "world", "--json", "--db", db_path))
+    state = json.loads(invoke("status", "world", "--json", "--db", db_path))
     assert state["status"] == "waiting"
     assert state["counts"]["sent"] == 3 and state["counts"]["pending"] == 2
     assert state["daytime"]["rows"] == 2
     next_at = datetime.fromisoformat(state["daytime"]["next_at"]).timestamp()
     assert next_at > time.time() + 3600  # Tokyo's window is hours away
-    text = in_process("status", "world", "--db", db_path)
+    text = invoke("status", "world", "--db", db_path)
     assert "2 rows wait for their recipients' daytime, the next at" in " ".join(text.split())
 
-    report = in_process("report", "world", "--db", db_path)
+    report = invoke("report", "world", "--db", db_path)
     tokyo = [line for line in csv.DictReader(io.StringIO(report)) if line["phone"] in TOKYO]
     assert {(t["state"], t["error_code"], t["attempts"]) for t in tokyo} == {
         ("pending", "SEND_WINDOW", "0")
@@ -198,7 +212,7 @@ def test_london_open_tokyo_closed_exits_6_and_a_later_resume_sends_them_once(
                                           "--send-window", window)], db_path)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     assert sandbox.counts_by_phone() == {p: 1 for p in LONDON + TOKYO}
-    again = in_process("status", "world", "--json", "--db", db_path)
+    again = invoke("status", "world", "--json", "--db", db_path)
     assert json.loads(again)["daytime"] == {"rows": 0, "next_at": None, "text": None}
 
 
@@ -216,7 +230,7 @@ def test_wait_sleeps_until_the_window_opens_then_sends(server, tmp_path, db_path
     assert done.returncode == 0, done.stderr
     assert "waiting: 2 rows wait for their recipients' daytime" in done.stderr
     assert sandbox.counts_by_phone() == {p: 1 for p in TOKYO}
-    sent = json.loads(in_process("report", "tokyo", "--db", db_path, "--format", "json"))
+    sent = json.loads(invoke("report", "tokyo", "--db", db_path, "--format", "json"))
     assert {r["state"] for r in sent["rows"]} == {"sent"}
     with Store.open(db_path) as store:  # the run's own (fake) clock wrote when it sent
         times = store.sent_times(store.find_campaign("tokyo").id)
@@ -262,4 +276,55 @@ def test_send_window_from_the_config_file(server, tmp_path, db_path):
     config.write_text(f'send_window = "{london_window()}"\n')
     result = cli(run_argv(path, base_url, "--config", config), db_path)
     assert result.returncode == 6, result.stderr
+    assert sorted(sandbox.counts_by_phone()) == sorted(LONDON)
+
+
+# --- in bulk ---------------------------------------------------------------------------
+
+
+class CountingStore(Store):
+    """A real store that counts the calls the dispatcher makes of it, by name."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: Counter[str] = Counter()
+
+    def claim(self, *args, **kwargs):
+        self.calls["claim"] += 1
+        return super().claim(*args, **kwargs)
+
+    def defer_for_daytime(self, *args, **kwargs):
+        self.calls["defer_for_daytime"] += 1
+        return super().defer_for_daytime(*args, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_a_big_file_at_night_is_deferred_in_bulk(db_path):
+    """1,500 rows closed in Tokyo among 5 open in London: no claim and no attempt for the
+    closed ones, deferred a page at a time (not one commit per row); the run ends for now."""
+    tokyo = [f"+81901{i:07d}" for i in range(1500)]
+    phones = [*LONDON[:2], *tokyo, *LONDON[2:]]
+    recipients = [
+        Recipient(i + 2, p, f"R{i}", {"1": f"R{i}", "2": "1 December 2026"})
+        for i, p in enumerate(phones)
+    ]
+    sandbox = fake.Sandbox()
+    with CountingStore(Store.open(db_path).engine) as store:
+        campaign = store.create_campaign(
+            name="night", fingerprint="n", source="night.csv", account="a" * 32,
+            sender_id=SENDER, template_id=TEMPLATE, recipients=recipients,
+        )  # fmt: skip
+        limiter = AccountLimiter(store, "account", 50)
+        async with AutocallsClient(
+            fake.DEFAULT_KEY, "http://127.0.0.1", limiter=limiter, transport=in_process(sandbox)
+        ) as client:
+            daytime = Daytime(SendWindow.parse(london_window()))
+            dispatcher = Dispatcher(store, client, campaign, DispatchSettings(daytime=daytime))
+            result = await dispatcher.run()
+        assert result.daytime is not None and result.daytime.rows == len(tokyo)
+        assert store.calls["claim"] == len(LONDON)
+        assert store.calls["defer_for_daytime"] <= 2
+        assert store.daytime_waits(campaign.id).rows == len(tokyo)
+        assert store.counts(campaign.id)["pending"] == len(tokyo)
+        assert {r.attempts for r in store.report_rows(campaign.id) if r.phone in tokyo} == {0}
     assert sorted(sandbox.counts_by_phone()) == sorted(LONDON)
