@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.lowlevel
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
@@ -199,11 +200,10 @@ class Dispatcher:
         daytime = self.settings.daytime
         if daytime is None:
             return True
-        until = daytime.opens(row.recipient.phone, now)
+        until, zones = daytime.decide(row.recipient.phone, now)
         if until is None:
             self._end_wait()
             return True
-        zones = daytime.zones(row.recipient.phone)
         why = (
             f"waits for the recipient's daytime ({daytime.window} local time): "
             f"not before {when_text(until, zones)}"
@@ -225,6 +225,7 @@ class Dispatcher:
                 for row in page:
                     self._in_daytime(row, now)
                 await self._write_deferred()
+                await anyio.lowlevel.checkpoint()  # the lease and Ctrl-C get their turn
             except StoreUnavailable:  # the run gave up on the store: it ends
                 return
             after = page[-1].recipient.row

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 import pytest
 from helpers import (
     SENDER,
@@ -27,6 +28,7 @@ from helpers import (
     wait_for,
     write_recipients,
 )
+from phonenumbers import timezone as phone_zones
 from typer.testing import CliRunner
 
 from campaign import sandbox as fake
@@ -42,7 +44,7 @@ from campaign.store import Store
 LONDON = [f"+4479111234{i:02d}" for i in range(3)]
 TOKYO = [f"+8190123456{i:02d}" for i in range(2)]
 RUSSIAN_MOBILE = "+79161234567"  # sixteen zones, from Europe/Bucharest to Asia/Anadyr
-NO_ZONE = "+882351234567"  # no time zone known for it
+NO_ZONE = "+870301234567"  # Inmarsat: a valid number with no time zone known
 
 
 def at(text: str) -> float:
@@ -109,14 +111,31 @@ def test_zones_come_from_the_number():
     assert zones_of(NO_ZONE) == ()
 
 
+def test_zones_are_phonenumbers_own_answer_in_every_region():
+    """The shortcut for countries of one zone set gives what phonenumbers gives, for the
+    example mobile and fixed-line numbers of every region."""
+    kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
+    checked = 0
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in kinds:
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is None or not phonenumbers.is_valid_number(number):
+                continue
+            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            expected = phone_zones.time_zones_for_number(number)
+            assert zones_of(e164) == tuple(z for z in expected if z != "Etc/Unknown"), e164
+            checked += 1
+    assert checked > 300
+
+
 def test_unknown_zone_is_sent_with_one_warning_per_country_code(caplog):
     """Without --default-timezone a number with no known zone may go at any hour, and
     the log says so once per country code, not once per row."""
     daytime = Daytime(SendWindow.parse("09:00-17:00"))
     with caplog.at_level(logging.WARNING, logger="campaign.daytime"):
         assert daytime.opens(NO_ZONE, at("2026-01-15 02:00")) is None
-        assert daytime.opens("+882351234568", at("2026-01-15 02:00")) is None
-    warnings = [r for r in caplog.records if "+882" in r.getMessage()]
+        assert daytime.opens("+870301234568", at("2026-01-15 02:00")) is None
+    warnings = [r for r in caplog.records if "+870" in r.getMessage()]
     assert len(warnings) == 1 and "--default-timezone" in warnings[0].getMessage()
 
 
