@@ -215,6 +215,9 @@ class Daytime:
     window: SendWindow
     default_zone: str | None = None
     _warned: set[str] = field(default_factory=set)
+    # The last instant's answers by zone set: the rows of a page share most of them.
+    _answers: dict[tuple[str, ...], float | None] = field(default_factory=dict)
+    _answers_at: float | None = None
 
     def zones(self, phone: str) -> tuple[str, ...]:
         """The zones the window must hold in for this number; () means send at any time."""
@@ -229,13 +232,17 @@ class Daytime:
 
     def decide(self, phone: str, now: float) -> tuple[float | None, tuple[str, ...]]:
         """When the row may go (None: now), and the zones that decided it."""
+        if now != self._answers_at:
+            self._answers, self._answers_at = {}, now
         zones = self.zones(phone)
-        try:
-            return next_open(self.window, zones, now), zones
-        except NeverOpen:
-            why = f"the send window {self.window} never holds in all of their time zones"
-            zones = self._fallback(phone, why)
-            return next_open(self.window, zones, now), zones
+        if zones not in self._answers:
+            try:
+                self._answers[zones] = next_open(self.window, zones, now)
+            except NeverOpen:
+                why = f"the send window {self.window} never holds in all of their time zones"
+                zones = self._fallback(phone, why)
+                return next_open(self.window, zones, now), zones
+        return self._answers[zones], zones
 
     def _fallback(self, phone: str, why: str) -> tuple[str, ...]:
         if self.default_zone is not None:

@@ -113,6 +113,7 @@ class Dispatcher:
         self.on_wait = on_wait or (lambda wait: None)  # None: the wait is over
         self._deferred: list[tuple[int, Deferral]] = []  # (spreadsheet row, deferral) to write
         self._shown_wait: DaytimeWait | None = None
+        self._reasons: dict[tuple[float, tuple[str, ...]], str] = {}  # rows share a few
 
     def stop(self) -> None:
         """Launch nothing more; requests in flight finish and are recorded."""
@@ -204,10 +205,15 @@ class Dispatcher:
         if until is None:
             self._end_wait()
             return True
-        why = (
-            f"waits for the recipient's daytime ({daytime.window} local time): "
-            f"not before {when_text(until, zones)}"
-        )
+        why = self._reasons.get((until, zones))
+        if why is None:
+            why = (
+                f"waits for the recipient's daytime ({daytime.window} local time): "
+                f"not before {when_text(until, zones)}"
+            )
+            if len(self._reasons) > 1000:  # a long run's old openings
+                self._reasons.clear()
+            self._reasons[(until, zones)] = why
         self._deferred.append((row.recipient.row, Deferral(row.id, until, why)))
         return False
 
