@@ -6,8 +6,9 @@ all of them at once. Where none is known, or where the zones never share an open
 `--default-timezone` decides; without it the row is sent, with one warning per country
 code in the log.
 
-Times are epoch seconds (UTC); local times come from zoneinfo, so DST is minded: a window
-is tested on the wall clock of the instant itself, never on a fixed offset.
+Times are epoch seconds (UTC); local times come from zoneinfo, so a window follows the
+local clock through DST changes: it is tested on the wall clock of the instant itself,
+never on a fixed offset.
 """
 
 from __future__ import annotations
