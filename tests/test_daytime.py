@@ -348,3 +348,17 @@ async def test_a_big_file_at_night_is_deferred_in_bulk(store_db):
         assert store.counts(campaign.id)["pending"] == len(tokyo)
         assert {r.attempts for r in store.report_rows(campaign.id) if r.phone in tokyo} == {0}
     assert sorted(sandbox.counts_by_phone()) == sorted(LONDON)
+
+
+def test_a_resume_without_the_window_warns_and_sends_the_waiting_rows(server, tmp_path, db_path):
+    """The window is the run's setting: a resume without --send-window says that rows
+    waited for daytime and sends them now, once each."""
+    sandbox, base_url = server
+    path = write_recipients(tmp_path / "world.csv", 5, phones=LONDON + TOKYO)
+    window = london_window()
+    first = cli(run_argv(path, base_url, "--name", "world", "--send-window", window), db_path)
+    assert first.returncode == 6, first.stderr
+    resumed = cli(campaign_argv("resume", "world", "--base-url", base_url), db_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 rows waited for their recipients' daytime; without --send-window" in (resumed.stderr)
+    assert sandbox.counts_by_phone() == {p: 1 for p in LONDON + TOKYO}
