@@ -91,8 +91,7 @@ def test_several_zones_must_all_be_open():
 
 
 def test_dst_changes_move_the_opening_in_utc():
-    """09:00 in London is 09:00 UTC before the spring change and 08:00 UTC after it;
-    a start that the change skips (02:30 in New York) opens when the clocks jump."""
+    """London's 09:00 moves from 09:00 to 08:00 UTC in spring; a skipped start opens at the jump."""
     window = SendWindow.parse("09:00-17:00")
     london = ("Europe/London",)
     assert utc(next_open(window, london, at("2026-03-28 06:00"))) == "2026-03-28 09:00"
@@ -112,8 +111,7 @@ def test_zones_come_from_the_number():
 
 
 def test_zones_are_phonenumbers_own_answer_in_every_region():
-    """The shortcut for countries of one zone set gives what phonenumbers gives, for the
-    example mobile and fixed-line numbers of every region."""
+    """The shortcut for one-zone countries agrees with phonenumbers on every region's examples."""
     kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
     checked = 0
     for region in phonenumbers.SUPPORTED_REGIONS:
@@ -129,8 +127,7 @@ def test_zones_are_phonenumbers_own_answer_in_every_region():
 
 
 def test_unknown_zone_is_sent_with_one_warning_per_country_code(caplog):
-    """Without --default-timezone a number with no known zone may go at any hour, and
-    the log says so once per country code, not once per row."""
+    """Without --default-timezone a zoneless number goes anytime, warned once per country code."""
     daytime = Daytime(SendWindow.parse("09:00-17:00"))
     with caplog.at_level(logging.WARNING, logger="campaign.daytime"):
         assert daytime.opens(NO_ZONE, at("2026-01-15 02:00")) is None
@@ -147,8 +144,7 @@ def test_unknown_zone_with_a_default_timezone_waits_for_it():
 
 
 def test_zones_that_never_share_the_window_fall_back_to_the_default():
-    """09:00-18:00 never holds across Russia's sixteen zones at once: the default zone
-    decides, or without one the row is sent (with a warning)."""
+    """09:00-18:00 never holds in all Russia's zones at once: the default decides, else send."""
     window = SendWindow.parse("09:00-18:00")
     with pytest.raises(NeverOpen):
         next_open(window, zones_of(RUSSIAN_MOBILE), at("2026-01-15 12:00"))
@@ -197,9 +193,7 @@ def cli(argv: list[str], db: str, timeout: float = 60) -> subprocess.CompletedPr
 def test_london_open_tokyo_closed_exits_6_and_a_later_resume_sends_them_once(
     server, tmp_path, db_path
 ):
-    """A window open in London and closed in Tokyo sends the +44 rows, defers the +81
-    rows (pending, no attempt), exits 6 saying when the next goes, and `status` says how
-    many wait; a resume at that time sends each deferred row exactly once."""
+    """London open, Tokyo shut: +44 sent, +81 wait, exit 6, status says; a resume then sends."""
     sandbox, base_url = server
     path = write_recipients(tmp_path / "world.csv", 5, phones=LONDON + TOKYO)
     window = london_window()
@@ -236,8 +230,7 @@ def test_london_open_tokyo_closed_exits_6_and_a_later_resume_sends_them_once(
 
 
 def test_wait_sleeps_until_the_window_opens_then_sends(server, tmp_path, db_path):
-    """With --wait, a run started seconds before Tokyo's 09:00 says it waits for daytime,
-    then sends the +81 rows when the window opens (not before), and exits 0."""
+    """--wait seconds before Tokyo's 09:00 says it waits, then sends at the opening (not before)."""
     sandbox, base_url = server
     path = write_recipients(tmp_path / "tokyo.csv", 2, phones=TOKYO)
     now = datetime.now(UTC)
@@ -319,9 +312,7 @@ class CountingStore(Store):
 
 @pytest.mark.anyio
 async def test_a_big_file_at_night_is_deferred_in_bulk(store_db):
-    """1,500 rows closed in Tokyo among 5 open in London: no claim and no attempt for the
-    closed ones, deferred a page at a time (not one commit per row); the run ends for now.
-    On SQLite and PostgreSQL."""
+    """1,500 closed rows are deferred a page per commit, never claimed, no attempt (SQLite, PG)."""
     tokyo = [f"+81901{i:07d}" for i in range(1500)]
     phones = [*LONDON[:2], *tokyo, *LONDON[2:]]
     recipients = [
@@ -351,8 +342,7 @@ async def test_a_big_file_at_night_is_deferred_in_bulk(store_db):
 
 
 def test_a_resume_without_the_window_warns_and_sends_the_waiting_rows(server, tmp_path, db_path):
-    """The window is the run's setting: a resume without --send-window says that rows
-    waited for daytime and sends them now, once each."""
+    """A resume without --send-window warns that rows waited, and sends them now, once each."""
     sandbox, base_url = server
     path = write_recipients(tmp_path / "world.csv", 5, phones=LONDON + TOKYO)
     window = london_window()
