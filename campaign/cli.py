@@ -21,7 +21,7 @@ from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.markup import escape  # server and file text is printed as written, never as markup
 
-from campaign import catalog, deliveries, display, report, runner, trial
+from campaign import catalog, daytime, deliveries, display, report, runner, trial
 from campaign import config as config_module
 from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, PreflightError, StoreUnavailable, UsageError
@@ -118,6 +118,29 @@ DEDUPE_HELP = (
 )
 DEDUPE_DEFAULT = config_module.duration_flag(DEFAULT_DEDUPE_WINDOW)
 DedupeOption = Annotated[str, typer.Option("--dedupe-window", metavar="DURATION", help=DEDUPE_HELP)]
+SendWindowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--send-window",
+        metavar="HH:MM-HH:MM",
+        help="Send only while the recipient's local time is in this window (09:00-20:00); "
+        "the rest waits.",
+    ),
+]
+DefaultTimezoneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--default-timezone",
+        metavar="ZONE",
+        help="With --send-window: the zone of numbers with none known (else sent anytime).",
+    ),
+]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="With --send-window: sleep until the next window opens, not exit 6."
+    ),
+]
 StorePatienceOption = Annotated[
     float,
     typer.Option(
@@ -237,7 +260,13 @@ def send_with_progress(
     try:
         return anyio.run(
             functools.partial(
-                call, *args, on_start=view.start, on_row=view.row, on_notice=view.notice, **kwargs
+                call,
+                *args,
+                on_start=view.start,
+                on_row=view.row,
+                on_notice=view.notice,
+                on_wait=view.wait,
+                **kwargs,
             )
         )
     finally:
@@ -285,6 +314,9 @@ def run(
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
+    send_window: SendWindowOption = None,
+    default_timezone: DefaultTimezoneOption = None,
+    wait: WaitOption = False,
 ) -> None:
     """Send the template to every recipient of a file; run it again to resume.
 
@@ -294,7 +326,8 @@ def run(
     --dedupe-window). Exit codes: 0 all sent or skipped, 1 some failed or unknown,
     2 bad input, 3 halted by an account problem, 4 busy in another run, 5 the store
     stayed unavailable (what it could not record is printed on stderr as JSON lines),
-    130 interrupted.
+    6 finished for now (the rest waits for the recipients' daytime, see --send-window:
+    run again later, or pass --wait), 130 interrupted.
     """
     setup_logging(verbose, quiet, log_format)
     for flag, value in (
@@ -320,6 +353,7 @@ def run(
         max_attempts=max_attempts,
         block_red=block_red,
         allow_partial=allow_partial,
+        **daytime_settings(send_window, default_timezone, wait),
     )
     settings = run_settings(api_key_file, db, base_url, sending, loading)
     sender, template = resolve_ids(settings, sender_id, template_id)
@@ -336,6 +370,21 @@ def send_settings(
     window = config_module.parse_duration(dedupe_window)
     return SendSettings(
         rate=rate, timeout=timeout, dedupe_window=window, store_patience=store_patience, **more
+    )
+
+
+def daytime_settings(
+    send_window: str | None, default_timezone: str | None, wait: bool
+) -> dict[str, Any]:
+    """The send-window fields of SendSettings, from --send-window, --default-timezone, --wait."""
+    if send_window is None:
+        if default_timezone is not None or wait:
+            raise UsageError("--default-timezone and --wait go with --send-window")
+        return {}
+    return dict(
+        send_window=daytime.SendWindow.parse(send_window),
+        default_timezone=default_timezone and daytime.check_zone(default_timezone),
+        wait_for_daytime=wait,
     )
 
 
@@ -376,10 +425,14 @@ def resume(
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
+    send_window: SendWindowOption = None,
+    default_timezone: DefaultTimezoneOption = None,
+    wait: WaitOption = False,
 ) -> None:
-    """Go on with a stored campaign's pending rows; no file needed."""
+    """Go on with a stored campaign's pending rows; no file needed (exit codes as `run`)."""
     setup_logging(verbose, quiet, log_format)
-    sending = send_settings(rate, timeout, dedupe_window, store_patience)
+    daytime_fields = daytime_settings(send_window, default_timezone, wait)
+    sending = send_settings(rate, timeout, dedupe_window, store_patience, **daytime_fields)
     settings = run_settings(api_key_file, db, base_url, sending)
     finish(send_with_progress(runner.resume_campaign, name, settings, quiet=quiet))
 
@@ -416,6 +469,9 @@ def retry(
     quiet: QuietOption = False,
     verbose: VerboseOption = 0,
     log_format: LogFormatOption = "text",
+    send_window: SendWindowOption = None,
+    default_timezone: DefaultTimezoneOption = None,
+    wait: WaitOption = False,
 ) -> None:
     """Put failed (or unknown, or already sent) rows back to pending and send them.
 
@@ -433,7 +489,8 @@ def retry(
     if already_sent:
         confirm_second_message(yes, "rows skipped as ALREADY_SENT were sent by another campaign")
         dedupe_window = "0"  # else the check would skip them again
-    sending = send_settings(rate, timeout, dedupe_window, store_patience)
+    daytime_fields = daytime_settings(send_window, default_timezone, wait)
+    sending = send_settings(rate, timeout, dedupe_window, store_patience, **daytime_fields)
     settings = run_settings(api_key_file, db, base_url, sending)
     if failed:
         retry_rows = runner.Retry((RowState.FAILED,), code)
@@ -640,6 +697,9 @@ def finish(result: RunResult) -> None:
         err.print("fix the cause, then run the same command again to send the rest")
     elif result.stopped:
         err.print(f"stopped; resume with: campaign resume {result.campaign.name}")
+    elif result.daytime is not None:
+        err.print(f"finished for now: {result.daytime}", highlight=False, soft_wrap=True)
+        err.print("run the same command again then (a cron job goes on), or pass --wait")
     raise typer.Exit(result.exit_code)
 
 
@@ -676,6 +736,9 @@ def render_status(state: dict[str, Any]) -> None:
     if state["halt_reason"]:
         halt_reason = escape(state["halt_reason"])
         out.print(f"[red]halted:[/] {halt_reason}", highlight=False, soft_wrap=True)
+    waiting = state["daytime"]
+    if waiting["rows"]:
+        out.print(f"{waiting['text']}", highlight=False, soft_wrap=True)
     if state["active"]:
         eta = state["eta_seconds"]
         out.print(f"running: {state['rate']}/s" + (f", about {eta} s left" if eta else ""))

@@ -8,6 +8,7 @@
     rate = 5
     db = "campaigns.db"                    # a path or a SQLAlchemy URL
     dedupe_window = "7d"                   # or 12h, 30m, a number of days; 0: off
+    send_window = "09:00-20:00"            # in each recipient's local time
     api_key_file = "/etc/campaign/api-key"
 
 See samples/campaign.toml for every key.
@@ -42,6 +43,8 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "allow_partial": bool,
     "dedupe_window": (str, int, float),
     "store_patience": (int, float),
+    "send_window": str,
+    "default_timezone": str,
 }
 PATH_KEYS = ("recipients", "api_key_file", "db")
 

@@ -17,7 +17,15 @@ may pass, nothing new is sent, requests in flight finish, and their outcomes wai
 memory (in order) until the store is back. If it stays down, the run gives up and
 `DispatchResult.unrecorded` lists what could not be written.
 
-Stopping or halting ends every wait at once: for a turn, for a 429's pause, for a retry.
+Stopping or halting ends every wait at once: for a turn, for a 429's pause, for a retry,
+for a recipient's daytime.
+
+With a send window (daytime.py), each row is checked just before it is claimed: a row
+outside its recipient's window stays pending, deferred to when it opens, without an
+attempt. Deferrals are written a batch at a time, and a first pass defers every closed
+row before anything is sent (a million rows started at night cost a few thousand
+commits, none of them durable). When only such rows remain, the run ends "for now"
+(`DispatchResult.daytime`), or with `wait_for_daytime` sleeps until the next opens.
 """
 
 from __future__ import annotations
@@ -29,18 +37,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.lowlevel
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from campaign.client import AutocallsClient
+from campaign.daytime import Daytime, DaytimeWait, when_text
 from campaign.errors import AccountPaused, StoreUnavailable
-from campaign.model import ALREADY_SENT, Fate, RowEvent, RowState, SendOutcome
+from campaign.model import ALREADY_SENT, SEND_WINDOW, Fate, RowEvent, RowState, SendOutcome
 from campaign.outcomes import fate_of
 from campaign.patience import StorePatience
-from campaign.store import DEFAULT_DEDUPE_WINDOW, CampaignInfo, RowToSend, Store
+from campaign.store import DEFAULT_DEDUPE_WINDOW, CampaignInfo, Deferral, RowToSend, Store
 
 BATCH = 200  # pending rows read from the store at a time
 IDLE_CHECK = 0.5  # seconds between looks at the store while only retries are waiting
+DAYTIME_PASS = 2000  # pending rows checked against their send window per commit, at start
+DAYTIME_CHECK = 60.0  # seconds between looks at the clock while waiting for a daytime
 
 ROW_STATE_OF_FATE = {
     Fate.SENT: RowState.SENT,
@@ -59,6 +71,8 @@ class DispatchSettings:
     backoff_cap: float = 60.0
     breaker: int = 10  # this many rows in a row failing with one code halt the campaign
     dedupe_window: float = DEFAULT_DEDUPE_WINDOW  # seconds; 0: no guard (see Store.claim)
+    daytime: Daytime | None = None  # the recipients' send window; None: send at any hour
+    wait_for_daytime: bool = False  # sleep until a window opens instead of ending for now
 
 
 @dataclass
@@ -68,6 +82,7 @@ class DispatchResult:
     lease_lost: bool = False  # another run took the campaign: it sends the rest
     store_failure: StoreUnavailable | None = None  # the store stayed down: the run gave up
     unrecorded: list[dict[str, object]] = field(default_factory=list)  # what it could not write
+    daytime: DaytimeWait | None = None  # finished for now: only these rows remain, waiting
 
 
 class Dispatcher:
@@ -81,6 +96,7 @@ class Dispatcher:
         settings: DispatchSettings = DispatchSettings(),
         on_row: Callable[[RowEvent], None] | None = None,
         patience: StorePatience | None = None,
+        on_wait: Callable[[DaytimeWait | None], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -94,6 +110,10 @@ class Dispatcher:
         self._queue: deque[RowToSend] = deque()
         self._changed = anyio.Event()
         self._streak: tuple[str | None, int] = (None, 0)
+        self.on_wait = on_wait or (lambda wait: None)  # None: the wait is over
+        self._deferred: list[tuple[int, Deferral]] = []  # (spreadsheet row, deferral) to write
+        self._shown_wait: DaytimeWait | None = None
+        self._reasons: dict[tuple[float, tuple[str, ...]], str] = {}  # rows share a few
 
     def stop(self) -> None:
         """Launch nothing more; requests in flight finish and are recorded."""
@@ -128,6 +148,8 @@ class Dispatcher:
 
     async def run(self) -> DispatchResult:
         """Send until no row is pending, or until stopped or halted."""
+        if self.settings.daytime is not None:
+            await self._defer_closed_rows()
         async with anyio.create_task_group() as tasks:
             while (row := await self._next_row()) is not None:
                 await self._slots.acquire()
@@ -140,11 +162,15 @@ class Dispatcher:
         return self.result
 
     async def _next_row(self) -> RowToSend | None:
-        """The next due row; waits while only retries or sends in flight remain."""
+        """The next due row; waits while only retries, daytimes or sends in flight remain."""
         while not self.ending:
             if self._queue:
-                return self._queue.popleft()
+                row = self._queue.popleft()
+                if self._in_daytime(row, time.time()):
+                    return row
+                continue
             try:
+                await self._write_deferred()  # before reading: else they come back
                 due = await self.patience.call(
                     self.store.due_rows, self.campaign.id, BATCH, read=True
                 )
@@ -154,15 +180,96 @@ class Dispatcher:
                 next_at = await self.patience.call(
                     self.store.next_retry_at, self.campaign.id, read=True
                 )
+                if next_at is None and self._in_flight == 0:
+                    next_at = await self._daytime_ahead()
             except StoreUnavailable:  # the run gave up on the store
                 return None
             if next_at is None and self._in_flight == 0:
                 return None
             wait = IDLE_CHECK if next_at is None else min(IDLE_CHECK, next_at - time.time())
+            if self._shown_wait is not None:  # only daytimes remain: no need to look often
+                wait = min(DAYTIME_CHECK, next_at - time.time()) if next_at else IDLE_CHECK
             with anyio.move_on_after(max(wait, 0.0)):
                 await self._changed.wait()
             self._changed = anyio.Event()
         return None
+
+    # --- each recipient's daytime -----------------------------------------------------
+
+    def _in_daytime(self, row: RowToSend, now: float) -> bool:
+        """Whether the row may go now; if not, it joins the deferrals to write."""
+        daytime = self.settings.daytime
+        if daytime is None:
+            return True
+        until, zones = daytime.decide(row.recipient.phone, now)
+        if until is None:
+            self._end_wait()
+            return True
+        why = self._reasons.get((until, zones))
+        if why is None:
+            why = (
+                f"waits for the recipient's daytime ({daytime.window} local time): "
+                f"not before {when_text(until, zones)}"
+            )
+            if len(self._reasons) > 1000:  # a long run's old openings
+                self._reasons.clear()
+            self._reasons[(until, zones)] = why
+        self._deferred.append((row.recipient.row, Deferral(row.id, until, why)))
+        return False
+
+    async def _defer_closed_rows(self) -> None:
+        """Before the first send, defer every pending row outside its window, page by page."""
+        after = 0
+        while not self.ending:
+            try:
+                page = await self.patience.call(
+                    self.store.pending_after, self.campaign.id, after, DAYTIME_PASS, read=True
+                )
+                if not page:
+                    return
+                now = time.time()
+                for row in page:
+                    self._in_daytime(row, now)
+                await self._write_deferred()
+                await anyio.lowlevel.checkpoint()  # the lease and Ctrl-C get their turn
+            except StoreUnavailable:  # the run gave up on the store: it ends
+                return
+            after = page[-1].recipient.row
+
+    async def _write_deferred(self) -> None:
+        """Write the deferrals gathered so far, in one transaction."""
+        if not self._deferred:
+            return
+        deferred, self._deferred = self._deferred, []
+        await self.patience.call(self.store.defer_for_daytime, [d for _, d in deferred])
+        for row, _ in deferred:
+            self.on_row(RowEvent(row, RowState.PENDING, SEND_WINDOW))
+
+    async def _daytime_ahead(self) -> float | None:
+        """Nothing else to do: when the next row's daytime comes, if the run waits for it.
+
+        Without `wait_for_daytime` the run is finished for now (result.daytime).
+        """
+        waits = await self.patience.call(self.store.daytime_waits, self.campaign.id, read=True)
+        if not waits.rows or waits.next_at is None or waits.next_phone is None:
+            return None
+        if waits.next_at <= time.time():  # its time came while we looked: read again
+            return waits.next_at
+        daytime = self.settings.daytime
+        zones = daytime.zones(waits.next_phone) if daytime else ()
+        wait = DaytimeWait(waits.rows, waits.next_at, zones)
+        if not self.settings.wait_for_daytime:
+            self.result.daytime = wait
+            return None
+        if wait != self._shown_wait:
+            self._shown_wait = wait
+            self.on_wait(wait)
+        return waits.next_at
+
+    def _end_wait(self) -> None:
+        if self._shown_wait is not None:
+            self._shown_wait = None
+            self.on_wait(None)
 
     async def _send(
         self, row: RowToSend, *, task_status: TaskStatus[bool] = TASK_STATUS_IGNORED

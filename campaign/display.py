@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from campaign.daytime import DaytimeWait
 from campaign.model import Problem, RowEvent, RowState, SendOutcome
 from campaign.store import CampaignInfo
 
@@ -53,7 +54,7 @@ class ProgressView:
         )
         if self.live:
             self._bar = Progress(
-                TextColumn("sending"),
+                TextColumn("{task.description}"),
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total}"),
                 TextColumn("{task.fields[counts]}"),
@@ -61,7 +62,9 @@ class ProgressView:
                 console=self.console,
                 transient=True,
             )
-            self._task = self._bar.add_task("", total=self.total, completed=self.done, counts="")
+            self._task = self._bar.add_task(
+                "sending", total=self.total, completed=self.done, counts=""
+            )
             self._bar.start()
 
     def notice(self, text: str) -> None:
@@ -88,6 +91,16 @@ class ProgressView:
             log.info(
                 "%s/%s done, %s", self.done, self.total, self._counts_text(), extra=self._fields()
             )
+
+    def wait(self, wait: DaytimeWait | None) -> None:
+        """The run sleeps until a recipient's daytime (None: it sends again); says why."""
+        if self._bar is not None and self._task is not None:
+            what = "sending" if wait is None else f"waiting: {wait}"
+            self._bar.update(self._task, description=what)
+        elif wait is not None:
+            log.info("waiting: %s", wait, extra={"waiting_rows": wait.rows, "until": wait.at})
+        else:
+            log.info("sending again: a recipient's daytime has come")
 
     def close(self) -> None:
         if self._bar is not None:

@@ -19,6 +19,8 @@ class RowState(enum.StrEnum):
 
 # The code of a row skipped because the same message went out lately (see Store.claim).
 ALREADY_SENT = "ALREADY_SENT"
+# The code of a pending row that waits for its recipient's daytime (see daytime.py).
+SEND_WINDOW = "SEND_WINDOW"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from campaign import deliveries
+from campaign.daytime import DaytimeWait, zones_of
 from campaign.model import Problem, RowState
 from campaign.store import AlreadySent, CampaignInfo, Store, StoredRow
 
@@ -141,6 +142,20 @@ def campaign_status(store: Store, campaign: CampaignInfo) -> dict[str, Any]:
         "active": active,
         "rate": round(rate, 2),
         "eta_seconds": round(waiting / rate) if active and rate else None,
+        "daytime": daytime_status(store, campaign),
+    }
+
+
+def daytime_status(store: Store, campaign: CampaignInfo) -> dict[str, Any]:
+    """The rows that wait for their recipients' daytime, and when the first may go."""
+    waits = store.daytime_waits(campaign.id)
+    if not waits.rows or waits.next_at is None or waits.next_phone is None:
+        return {"rows": 0, "next_at": None, "text": None}
+    wait = DaytimeWait(waits.rows, waits.next_at, zones_of(waits.next_phone))
+    return {
+        "rows": wait.rows,
+        "next_at": datetime.fromtimestamp(wait.at, UTC).isoformat(),
+        "text": str(wait),
     }
 
 

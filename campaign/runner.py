@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.config import duration_text
+from campaign.daytime import Daytime, DaytimeWait, SendWindow
 from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import CampaignBusy, InputError, NotFound, StoreUnavailable, UsageError
 from campaign.limiter import AccountLimiter
@@ -71,6 +72,9 @@ class SendSettings:
     store_patience: float = DEFAULT_PATIENCE  # seconds to wait for a failing store
     block_red: bool = False  # refuse a sender whose quality rating is RED
     allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
+    send_window: SendWindow | None = None  # in the recipient's local time; None: any hour
+    default_timezone: str | None = None  # for numbers with no known zone (else: any hour)
+    wait_for_daytime: bool = False  # sleep until a window opens instead of exiting 6
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,12 @@ class RunResult:
     halt_reason: str | None = None
     stopped: bool = False
     load: LoadResult | None = None  # set when this run read the file (its rows: in the store)
+    daytime: DaytimeWait | None = None  # finished for now: these rows wait for daytime
 
     @property
     def exit_code(self) -> int:
-        """0 all sent or skipped, 1 failed or unknown rows, 3 halted, 130 stopped.
+        """0 all sent or skipped, 1 failed or unknown rows, 3 halted, 6 finished for now
+        (the rest waits for the recipients' daytime: a later run goes on), 130 stopped.
 
         The others come from errors.py: 2 bad input, 4 busy, 5 the store stayed down.
         """
@@ -103,6 +109,8 @@ class RunResult:
             return 3
         if self.stopped:
             return 130
+        if self.daytime is not None:  # failed or unknown rows are told when it finishes
+            return 6
         if self.counts[RowState.FAILED] or self.counts[RowState.UNKNOWN]:
             return 1
         return 0
@@ -111,6 +119,7 @@ class RunResult:
 OnRow = Callable[[RowEvent], None]
 OnStart = Callable[[CampaignInfo, dict[str, int]], None]
 OnNotice = Callable[[str], None]
+OnWait = Callable[[DaytimeWait | None], None]  # a wait for daytime begins (None: it ended)
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,7 @@ async def run_campaign(
     on_start: OnStart | None = None,
     on_row: OnRow | None = None,
     on_notice: OnNotice | None = None,
+    on_wait: OnWait | None = None,
 ) -> RunResult:
     """Start a campaign from a file, or resume it if this file was started before."""
     if not path.is_file():
@@ -180,7 +190,15 @@ async def run_campaign(
                     _take_lease(store, campaign, owner)
                     await _preflight(client, sender_id, template_id, settings, notice)
                 result = await _dispatch(
-                    store, client, campaign, owner, settings, on_start, on_row, notice=notice
+                    store,
+                    client,
+                    campaign,
+                    owner,
+                    settings,
+                    on_start,
+                    on_row,
+                    notice=notice,
+                    on_wait=on_wait,
                 )
             finally:
                 if campaign is not None:
@@ -197,6 +215,7 @@ async def resume_campaign(
     on_start: OnStart | None = None,
     on_row: OnRow | None = None,
     on_notice: OnNotice | None = None,
+    on_wait: OnWait | None = None,
 ) -> RunResult:
     """Go on with a stored campaign's pending rows, no file needed; `retry` adds others."""
     notice = on_notice or (lambda text: None)
@@ -209,7 +228,16 @@ async def resume_campaign(
             async with _client(settings, transport, limiter) as client:
                 await _preflight(client, campaign.sender_id, campaign.template_id, settings, notice)
                 return await _dispatch(
-                    store, client, campaign, owner, settings, on_start, on_row, retry, notice
+                    store,
+                    client,
+                    campaign,
+                    owner,
+                    settings,
+                    on_start,
+                    on_row,
+                    retry,
+                    notice,
+                    on_wait=on_wait,
                 )
         finally:
             _release(store, campaign, owner)
@@ -465,6 +493,7 @@ async def _dispatch(
     on_row: OnRow | None,
     retry: Retry | None = None,
     notice: OnNotice | None = None,
+    on_wait: OnWait | None = None,
 ) -> RunResult:
     """Send the campaign's pending rows; the caller holds the lease and gives it back.
 
@@ -483,6 +512,12 @@ async def _dispatch(
     found = await patient(store.skip_already_sent, campaign.id, settings.sending.dedupe_window)
     if found.rows and notice:
         notice(already_sent_text(found))
+    waited = await patient(store.forget_daytime, campaign.id)  # this run decides them again
+    if waited and settings.sending.send_window is None and notice:
+        notice(
+            f"warning: {waited} rows waited for their recipients' daytime; without "
+            "--send-window this run sends them at once"
+        )
     if on_start:
         on_start(campaign, await patient(store.counts, campaign.id, read=True))
     dispatcher = Dispatcher(
@@ -493,9 +528,12 @@ async def _dispatch(
             max_in_flight=_max_in_flight(settings),
             max_attempts=settings.sending.max_attempts,
             dedupe_window=settings.sending.dedupe_window,
+            daytime=_daytime(settings.sending),
+            wait_for_daytime=settings.sending.wait_for_daytime,
         ),
         on_row,
         patience,
+        on_wait,
     )
     async with anyio.create_task_group() as background:
         background.start_soon(_keep_lease, store, campaign.id, owner, dispatcher)
@@ -508,13 +546,23 @@ async def _dispatch(
     if result.lease_lost:  # the other run owns the campaign's status now
         raise _taken_over(campaign)
     status = "halted" if result.halt_reason else "stopped" if result.stopped else "finished"
+    if status == "finished" and result.daytime is not None:
+        status = "waiting"  # for the recipients' daytime: a later run goes on
     await patient(store.set_status, campaign.id, status, result.halt_reason)
     return RunResult(
         campaign=await patient(store.find_campaign, campaign.name, read=True) or campaign,
         counts=await patient(store.counts, campaign.id, read=True),
         halt_reason=result.halt_reason,
         stopped=result.stopped,
+        daytime=result.daytime,
     )
+
+
+def _daytime(sending: SendSettings) -> Daytime | None:
+    """The run's send window, if it has one."""
+    if sending.send_window is None:
+        return None
+    return Daytime(sending.send_window, sending.default_timezone)
 
 
 def _store_down(failure: StoreUnavailable, unrecorded: list[dict[str, object]]) -> StoreUnavailable:

@@ -46,7 +46,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from campaign import outcomes
 from campaign.config import duration_text
 from campaign.errors import StoreError, StoreUnavailable
-from campaign.model import ALREADY_SENT, Fate, Recipient, RowState, SendOutcome, SkippedRow
+from campaign.model import (
+    ALREADY_SENT,
+    SEND_WINDOW,
+    Fate,
+    Recipient,
+    RowState,
+    SendOutcome,
+    SkippedRow,
+)
 from campaign.redact import Redactor
 
 if TYPE_CHECKING:
@@ -132,6 +140,9 @@ class Row(Base):
     state: Mapped[str] = mapped_column(sa.String(10))
     attempts: Mapped[int] = mapped_column(default=0)
     retry_at: Mapped[float | None]  # epoch seconds; a retried row waits until then
+    # Epoch seconds: a pending row outside its recipient's send window waits until then
+    # (daytime.py). Not an attempt; each run decides it again with its own window.
+    daytime_at: Mapped[float | None]
     # Epoch seconds: when last marked `sending`, the moment the message may have left.
     claimed_at: Mapped[float | None] = mapped_column(sa.Float)
     conversation_id: Mapped[int | None] = mapped_column(sa.BigInteger)
@@ -367,6 +378,24 @@ class Claim:
 
     attempt: int = 0
     refusal: str | None = None  # why the row was skipped ALREADY_SENT instead
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """A pending row that waits for its recipient's daytime: until when, and why."""
+
+    row_id: int
+    until: float  # epoch seconds
+    why: str
+
+
+@dataclass(frozen=True)
+class DaytimeWaits:
+    """A campaign's pending rows that wait for their recipients' daytime."""
+
+    rows: int = 0
+    next_at: float | None = None  # epoch seconds: when the first of them may go
+    next_phone: str | None = None  # that row's phone, for its local time
 
 
 @dataclass(frozen=True)
@@ -789,7 +818,7 @@ class Store:
         return len(stuck)
 
     def due_rows(self, campaign_id: int, limit: int) -> list[RowToSend]:
-        """Pending rows whose retry time has come, in spreadsheet order."""
+        """Pending rows whose retry time (and daytime) has come, in spreadsheet order."""
         now = time.time()
         query = (
             select(Row.id, Row.row, Row.phone, Row.name, Row.variables)
@@ -797,6 +826,7 @@ class Store:
                 Row.campaign_id == campaign_id,
                 Row.state == RowState.PENDING,
                 sa.or_(Row.retry_at.is_(None), Row.retry_at <= now),
+                sa.or_(Row.daytime_at.is_(None), Row.daytime_at <= now),
             )
             .order_by(Row.row)
             .limit(limit)
@@ -808,17 +838,89 @@ class Store:
         ]
 
     def next_retry_at(self, campaign_id: int) -> float | None:
-        """When the earliest waiting pending row becomes due; None when nothing is pending."""
+        """When the earliest waiting pending row becomes due; None when nothing is pending
+        (rows that wait for their recipients' daytime aside: see daytime_waits)."""
         with self.engine.connect() as conn:
             pending = conn.execute(
                 select(func.count(), func.min(Row.retry_at)).where(
-                    Row.campaign_id == campaign_id, Row.state == RowState.PENDING
+                    Row.campaign_id == campaign_id,
+                    Row.state == RowState.PENDING,
+                    sa.or_(Row.daytime_at.is_(None), Row.daytime_at <= time.time()),
                 )
             ).one()
         count, earliest = pending
         if not count:
             return None
         return earliest or time.time()
+
+    # --- each recipient's daytime (see daytime.py) -------------------------------------
+
+    def pending_after(self, campaign_id: int, after_row: int, limit: int) -> list[RowToSend]:
+        """Pending rows after spreadsheet row `after_row`, in order, waiting or not: one
+        page of a pass over them all (the campaign's index serves it page by page)."""
+        query = (
+            select(Row.id, Row.row, Row.phone, Row.name, Row.variables)
+            .where(
+                Row.campaign_id == campaign_id,
+                Row.state == RowState.PENDING,
+                Row.row > after_row,
+            )
+            .order_by(Row.row)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).all()
+        return [
+            RowToSend(r.id, Recipient(r.row, r.phone, r.name, r.variables or {})) for r in found
+        ]
+
+    def defer_for_daytime(self, deferrals: Sequence[Deferral]) -> None:
+        """These pending rows wait for their recipients' daytime: one transaction for all.
+
+        Not an attempt: the row stays pending, its attempts unchanged; its code says why
+        it waits (SEND_WINDOW), which a retried row's code never does.
+        """
+        if not deferrals:
+            return
+        with self._writer.begin() as conn:
+            conn.execute(
+                update(Row)
+                .where(Row.id == sa.bindparam("row_id"), Row.state == RowState.PENDING)
+                .values(
+                    daytime_at=sa.bindparam("until"),
+                    error_code=SEND_WINDOW,
+                    error_message=sa.bindparam("why"),
+                    updated_at=utcnow(),
+                ),
+                [dict(row_id=d.row_id, until=d.until, why=d.why) for d in deferrals],
+            )
+
+    def forget_daytime(self, campaign_id: int) -> int:
+        """A new run decides every row's window again: pending rows wait no more.
+
+        Returns how many waited (a run without --send-window sends them now).
+        """
+        with self._writer.begin() as conn:
+            forgotten = conn.execute(
+                update(Row)
+                .where(*_waiting_for_daytime(campaign_id))
+                .values(daytime_at=None, error_code=None, error_message=None, updated_at=utcnow())
+            )
+        return forgotten.rowcount
+
+    def daytime_waits(self, campaign_id: int) -> DaytimeWaits:
+        """How many pending rows wait for their recipients' daytime, and the first to go."""
+        waiting = _waiting_for_daytime(campaign_id)
+        with self.engine.connect() as conn:
+            rows, next_at = conn.execute(
+                select(func.count(), func.min(Row.daytime_at)).where(*waiting)
+            ).one()
+            if not rows:
+                return DaytimeWaits()
+            phone = conn.scalar(
+                select(Row.phone).where(*waiting, Row.daytime_at == next_at).limit(1)
+            )
+        return DaytimeWaits(rows, next_at, phone)
 
     def claim(self, row_id: int, dedupe_window: float) -> Claim | None:
         """Commit `sending` before the request leaves, unless the same message went out lately.
@@ -1136,6 +1238,16 @@ class Store:
             query = query.where(TestSend.account == account)
         with self.engine.connect() as conn:
             return [_record(TestSendInfo, found) for found in conn.execute(query)]
+
+
+def _waiting_for_daytime(campaign_id: int) -> tuple[sa.ColumnElement[bool], ...]:
+    """Pending rows deferred to their recipients' daytime (a retry's code replaces it)."""
+    return (
+        Row.campaign_id == campaign_id,
+        Row.state == RowState.PENDING,
+        Row.error_code == SEND_WINDOW,
+        Row.daytime_at.is_not(None),
+    )
 
 
 def _clock(now: float, before: float, after: float) -> ClockReading:
