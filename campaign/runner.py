@@ -145,8 +145,12 @@ async def run_campaign(
     on_start: OnStart | None = None,
     on_row: OnRow | None = None,
     on_notice: OnNotice | None = None,
+    stop: anyio.Event | None = None,
 ) -> RunResult:
-    """Start a campaign from a file, or resume it if this file was started before."""
+    """Start a campaign from a file, or resume it if this file was started before.
+
+    Setting `stop` stops the run as Ctrl-C does (the web console's Stop button).
+    """
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     notice = on_notice or (lambda text: None)
@@ -179,7 +183,15 @@ async def run_campaign(
                     _take_lease(store, campaign, owner)
                     await _preflight(client, sender_id, template_id, settings, notice)
                 result = await _dispatch(
-                    store, client, campaign, owner, settings, on_start, on_row, notice=notice
+                    store,
+                    client,
+                    campaign,
+                    owner,
+                    settings,
+                    on_start,
+                    on_row,
+                    notice=notice,
+                    stop=stop,
                 )
             finally:
                 if campaign is not None:
@@ -196,6 +208,7 @@ async def resume_campaign(
     on_start: OnStart | None = None,
     on_row: OnRow | None = None,
     on_notice: OnNotice | None = None,
+    stop: anyio.Event | None = None,
 ) -> RunResult:
     """Go on with a stored campaign's pending rows, no file needed; `retry` adds others."""
     notice = on_notice or (lambda text: None)
@@ -208,7 +221,7 @@ async def resume_campaign(
             async with _client(settings, transport, limiter) as client:
                 await _preflight(client, campaign.sender_id, campaign.template_id, settings, notice)
                 return await _dispatch(
-                    store, client, campaign, owner, settings, on_start, on_row, retry, notice
+                    store, client, campaign, owner, settings, on_start, on_row, retry, notice, stop
                 )
         finally:
             _release(store, campaign, owner)
@@ -442,6 +455,7 @@ async def _dispatch(
     on_row: OnRow | None,
     retry: Retry | None = None,
     notice: OnNotice | None = None,
+    stop: anyio.Event | None = None,
 ) -> RunResult:
     """Send the campaign's pending rows; the caller holds the lease and gives it back.
 
@@ -478,6 +492,8 @@ async def _dispatch(
         background.start_soon(_keep_lease, store, campaign.id, owner, dispatcher)
         if settings.handle_signals:
             background.start_soon(_stop_on_signal, dispatcher)
+        if stop is not None:
+            background.start_soon(_stop_on_event, stop, dispatcher)
         result = await dispatcher.run()
         background.cancel_scope.cancel()
     if result.store_failure is not None:
@@ -545,6 +561,12 @@ async def _keep_lease(store: Store, campaign_id: int, owner: str, dispatcher: Di
         if not kept:
             dispatcher.lose_lease()
             return
+
+
+async def _stop_on_event(stop: anyio.Event, dispatcher: Dispatcher) -> None:
+    """Someone set `stop` (the web console): finish what is in flight, leave the rest pending."""
+    await stop.wait()
+    dispatcher.stop()
 
 
 async def _stop_on_signal(dispatcher: Dispatcher) -> None:
