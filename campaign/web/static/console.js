@@ -61,11 +61,17 @@
   }
 
   function initList(table) {
+    var shown = "";
     poll(table.dataset.live, function (data) {
+      var running = data.campaigns.some(function (c) { return c.state.indexOf("running") === 0; });
+      var text = JSON.stringify(data);
+      if (text === shown) return running; // redraw only what changed: a selection survives
+      shown = text;
       var body = table.tBodies[0];
       body.replaceChildren.apply(body, data.campaigns.map(campaignRow));
       table.hidden = data.campaigns.length === 0;
-      return data.campaigns.some(function (c) { return c.state.indexOf("running") === 0; });
+      table.dataset.drawn = "live"; // drawn from the JSON now, no longer by the server
+      return running;
     });
   }
 
