@@ -152,6 +152,9 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
     facts = report.campaign_status(state.store, campaign)
     here = state.runs.is_running(campaign.name)
     counts = facts["counts"]
+    chart = sends_per_second(state.store, campaign) if detail or facts["active"] else []
+    rate = live_rate(chart) if facts["active"] else 0.0
+    waiting = counts["pending"] + counts["sending"]
     done = sum(counts[s] for s in ("sent", "failed", "unknown", "skipped"))
     shown = shown_state(campaign.status, facts["active"], here)
     view = {
@@ -162,8 +165,8 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
         "total": campaign.total_rows,
         "done": done,
         "counts": counts,
-        "rate": facts["rate"],
-        "eta_seconds": facts["eta_seconds"],
+        "rate": round(rate, 1),
+        "eta_seconds": round(waiting / rate) if rate else None,
         "halt_reason": campaign.halt_reason,
         "can_stop": here,
         "can_resume": not facts["active"] and counts["pending"] > 0,
@@ -172,9 +175,13 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
     }
     if detail:
         ended = state.runs.ended.get(campaign.name)
+        sender, template = state.account.find(campaign.sender_id, campaign.template_id)
         view |= {
+            "sender": sender,
+            "template": template,
+            "source": Path(campaign.source).name,
             "errors": facts["errors"],
-            "chart": sends_per_second(state.store, campaign),
+            "chart": chart,
             "error": ended.error if ended else None,
             "notices": (state.runs.running[campaign.name].notices if here else [])
             or (ended.notices if ended else []),
@@ -194,6 +201,18 @@ def shown_state(status: str, active: bool, here: bool) -> str:
     if status == "running":  # its run died without a word: a killed server or CLI
         return INTERRUPTED
     return status
+
+
+RATE_WINDOW = 10  # seconds of sends the live rate is read from
+
+
+def live_rate(chart: list[list[int]], now: float | None = None) -> float:
+    """Sends per second over the last RATE_WINDOW seconds (or since the first of them)."""
+    now = time.time() if now is None else now
+    recent = [(second, n) for second, n in chart if second > now - RATE_WINDOW]
+    if not recent:
+        return 0.0
+    return sum(n for _, n in recent) / max(1.0, now - recent[0][0])
 
 
 def sends_per_second(store: Store, campaign: CampaignInfo) -> list[list[int]]:

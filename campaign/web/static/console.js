@@ -103,6 +103,7 @@
     });
     root.querySelector('[data-show="interrupted"]').hidden = c.state !== "interrupted";
     root.querySelector('[data-show="no_codes"]').hidden = c.errors.length > 0;
+    document.getElementById("codes").hidden = c.errors.length === 0;
     var codes = document.getElementById("codes").tBodies[0];
     codes.replaceChildren.apply(codes, c.errors.map(function (e) {
       var tr = make("tr");
