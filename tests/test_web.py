@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
+import signal
+import socket
 import stat
 import subprocess
 import warnings
 from pathlib import Path
 
+import httpx
 import pytest
 from helpers import SENDER, TEMPLATE, campaign_argv, cli_env, phone, wait_for, write_recipients
 from typer.testing import CliRunner
@@ -353,3 +356,47 @@ def test_send_window_is_applied_or_refused_never_dropped(tmp_path):
     else:
         with pytest.raises(UsageError, match="send window"):
             run_settings(config, options)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_campaign_serve_serves_and_stops_on_sigterm(sandbox, tmp_path):
+    """`campaign serve` in a real process answers on loopback and shuts down on SIGTERM."""
+    _, base_url = sandbox
+    port = free_port()
+    argv = campaign_argv("serve", "--port", port, "--base-url", base_url, "--upload-dir", tmp_path)
+    env = cli_env(str(tmp_path / "serve.db")) | {"AUTOCALLS_API_KEY": KEY}
+    server = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def serving() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(serving, what="the console to serve")
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert "content-security-policy" in page.headers and KEY not in page.text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
+    # uvicorn shuts down cleanly, then re-raises the signal it caught: the exit says so.
+    log = server.stderr.read()
+    assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in log, log
+
+
+def test_empty_password_file_is_refused(tmp_path, monkeypatch):
+    """An empty --password-file is one line and exit 2, not a console without a password."""
+    monkeypatch.setenv("AUTOCALLS_API_KEY", KEY)
+    empty = tmp_path / "password"
+    empty.write_text("\n")
+    result = CliRunner().invoke(
+        cli_app, ["serve", "--host", "0.0.0.0", "--password-file", str(empty)]
+    )
+    assert result.exit_code == 2 and "is empty" in result.output
