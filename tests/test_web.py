@@ -400,3 +400,12 @@ def test_empty_password_file_is_refused(tmp_path, monkeypatch):
         cli_app, ["serve", "--host", "0.0.0.0", "--password-file", str(empty)]
     )
     assert result.exit_code == 2 and "is empty" in result.output
+
+
+def test_a_refused_upload_is_not_kept(sandbox, tmp_path, recipients):
+    """A file the account check refuses (a pending template) is deleted, the reason shown."""
+    _, base_url = sandbox
+    with console(config_for(tmp_path, base_url)) as client:
+        refused = upload(client, recipients(2), template_id=fake.PENDING_TEMPLATE_ID)
+        assert refused.status_code == 400 and "only approved templates" in refused.text
+    assert list((tmp_path / "uploads").iterdir()) == []

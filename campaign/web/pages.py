@@ -6,11 +6,13 @@ check); every page is a Jinja2 template with autoescape on.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -149,14 +151,17 @@ def campaign_list(state: Console) -> list[dict[str, Any]]:
 
 def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> dict[str, Any]:
     """A campaign as the pages and their JSON show it; `detail` adds codes and the chart."""
-    facts = report.campaign_status(state.store, campaign)
+    store = state.store
+    # The list asks only what its table shows: it is polled every second during a run.
+    facts = report.campaign_status(store, campaign) if detail else {}
+    counts = facts.get("counts") or store.counts(campaign.id)
+    active = facts["active"] if detail else store.lease_holder(campaign.id) is not None
     here = state.runs.is_running(campaign.name)
-    counts = facts["counts"]
-    chart = sends_per_second(state.store, campaign) if detail or facts["active"] else []
-    rate = live_rate(chart) if facts["active"] else 0.0
+    chart = sends_per_second(store, campaign) if detail else []  # the list shows no rate
+    rate = live_rate(chart) if active else 0.0
     waiting = counts["pending"] + counts["sending"]
     done = sum(counts[s] for s in ("sent", "failed", "unknown", "skipped"))
-    shown = shown_state(campaign.status, facts["active"], here)
+    shown = shown_state(campaign.status, active, here)
     view = {
         "id": campaign.id,
         "name": campaign.name,
@@ -169,9 +174,9 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
         "eta_seconds": round(waiting / rate) if rate else None,
         "halt_reason": campaign.halt_reason,
         "can_stop": here,
-        "can_resume": not facts["active"] and counts["pending"] > 0,
-        "can_retry_failed": not facts["active"] and counts["failed"] > 0,
-        "can_retry_unknown": not facts["active"] and counts["unknown"] > 0,
+        "can_resume": not active and counts["pending"] > 0,
+        "can_retry_failed": not active and counts["failed"] > 0,
+        "can_retry_unknown": not active and counts["unknown"] > 0,
     }
     if detail:
         ended = state.runs.ended.get(campaign.name)
@@ -385,8 +390,12 @@ async def upload(request: Request, form) -> Response:
         options = CampaignOptions.from_form({k: v for k, v in form.items() if isinstance(v, str)})
         settings = run_settings(state.config, options)  # refuses options it cannot apply
         path = await save_upload(file, state.config.upload_dir)
+    except CampaignError as exc:
+        return await _new_form(request, str(exc), 400)
+    try:
         validation = await validate(path, settings, sender_id, template_id, notices)
     except CampaignError as exc:
+        shutil.rmtree(path.parent, ignore_errors=True)  # a refused file is not kept
         return await _new_form(request, str(exc), 400)
     sender_name, template_name = state.account.find(sender_id, template_id)
     token = secrets.token_urlsafe(16)
@@ -489,7 +498,7 @@ async def start(request: Request, form) -> Response:
     draft = _draft(state, request)
     options = draft.options
     if form.get("skip_invalid") == "on" and not options.skip_invalid:
-        options = CampaignOptions(**{**options.__dict__, "skip_invalid": True})
+        options = dataclasses.replace(options, skip_invalid=True)
     try:
         name = await state.runs.start_new(
             draft.path,
