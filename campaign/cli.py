@@ -1027,3 +1027,77 @@ def render_test_send(sent: trial.TestSendResult) -> None:
         out.print(sent.text, highlight=False, markup=False, soft_wrap=True)
     answer = display.answer_text(sent.outcome)
     out.print(f"the API answered: {answer}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[
+        str,
+        typer.Option(
+            metavar="ADDRESS", help="Address to bind; other than loopback needs a password."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8080,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="File holding the console's password (else $CAMPAIGN_CONSOLE_PASSWORD).",
+            dir_okay=False,
+        ),
+    ] = None,
+    max_upload: Annotated[
+        str, typer.Option(metavar="SIZE", help="Largest upload accepted, e.g. 50MB.")
+    ] = "50MB",
+    upload_dir: Annotated[
+        Path, typer.Option(metavar="DIR", help="Where uploaded files are kept (mode 700).")
+    ] = Path("campaign-uploads"),
+    webhook_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="File holding the webhook's signing secret (else $AUTOCALLS_WEBHOOK_SECRET).",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve the web console: upload lists, start, watch and stop campaigns.
+
+    It binds 127.0.0.1 unless told otherwise; any other address needs a password, and
+    then every page needs a login. Campaigns started here run in this process with the
+    same lease and pace as `campaign run`.
+    """
+    from campaign import web  # the terminal's commands never load the web door
+
+    password = read_secret(password_file, "CAMPAIGN_CONSOLE_PASSWORD", "password")
+    web.safety.check_bind(host, password)  # before anything else: refuse in one sentence
+    config = web.ConsoleConfig(
+        api_key=read_api_key(api_key_file),
+        db=db,
+        base_url=base_url,
+        host=host,
+        port=port,
+        password=password,
+        max_upload=web.safety.parse_size(max_upload),
+        upload_dir=upload_dir,
+        webhook_secret=read_secret(webhook_secret_file, "AUTOCALLS_WEBHOOK_SECRET", "secret"),
+    )
+    setup_logging(0, False, "text")
+    web.serve(config)
+
+
+def read_secret(path: Path | None, env: str, what: str) -> str | None:
+    """A secret from a file (first line) or the environment; None when neither has one."""
+    if path is None:
+        return os.environ.get(env, "").strip() or None
+    try:
+        value = path.read_text(encoding="utf-8-sig").strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    if not value:
+        raise UsageError(f"the {what} file {path} is empty")
+    return value

@@ -156,8 +156,12 @@ async def run_campaign(
     on_row: OnRow | None = None,
     on_notice: OnNotice | None = None,
     on_wait: OnWait | None = None,
+    stop: anyio.Event | None = None,
 ) -> RunResult:
-    """Start a campaign from a file, or resume it if this file was started before."""
+    """Start a campaign from a file, or resume it if this file was started before.
+
+    Setting `stop` stops the run as Ctrl-C does (the web console's Stop button).
+    """
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     notice = on_notice or (lambda text: None)
@@ -199,6 +203,7 @@ async def run_campaign(
                     on_row,
                     notice=notice,
                     on_wait=on_wait,
+                    stop=stop,
                 )
             finally:
                 if campaign is not None:
@@ -216,6 +221,7 @@ async def resume_campaign(
     on_row: OnRow | None = None,
     on_notice: OnNotice | None = None,
     on_wait: OnWait | None = None,
+    stop: anyio.Event | None = None,
 ) -> RunResult:
     """Go on with a stored campaign's pending rows, no file needed; `retry` adds others."""
     notice = on_notice or (lambda text: None)
@@ -238,6 +244,7 @@ async def resume_campaign(
                     retry,
                     notice,
                     on_wait=on_wait,
+                    stop=stop,
                 )
         finally:
             _release(store, campaign, owner)
@@ -494,6 +501,7 @@ async def _dispatch(
     retry: Retry | None = None,
     notice: OnNotice | None = None,
     on_wait: OnWait | None = None,
+    stop: anyio.Event | None = None,
 ) -> RunResult:
     """Send the campaign's pending rows; the caller holds the lease and gives it back.
 
@@ -539,6 +547,8 @@ async def _dispatch(
         background.start_soon(_keep_lease, store, campaign.id, owner, dispatcher)
         if settings.handle_signals:
             background.start_soon(_stop_on_signal, dispatcher)
+        if stop is not None:
+            background.start_soon(_stop_on_event, stop, dispatcher)
         result = await dispatcher.run()
         background.cancel_scope.cancel()
     if result.store_failure is not None:
@@ -616,6 +626,12 @@ async def _keep_lease(store: Store, campaign_id: int, owner: str, dispatcher: Di
         if not kept:
             dispatcher.lose_lease()
             return
+
+
+async def _stop_on_event(stop: anyio.Event, dispatcher: Dispatcher) -> None:
+    """Someone set `stop` (the web console): finish what is in flight, leave the rest pending."""
+    await stop.wait()
+    dispatcher.stop()
 
 
 async def _stop_on_signal(dispatcher: Dispatcher) -> None:
