@@ -1084,7 +1084,7 @@ def serve(
         password=password,
         max_upload=web.safety.parse_size(max_upload),
         upload_dir=upload_dir,
-        webhook_secret=read_secret(webhook_secret_file, "AUTOCALLS_WEBHOOK_SECRET", "secret"),
+        webhook_secret=web.webhook.read_webhook_secret(webhook_secret_file),
     )
     setup_logging(0, False, "text")
     web.serve(config)

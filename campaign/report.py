@@ -439,19 +439,22 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 52  # room for the axis labels
 X_LABELS = 6  # about this many time labels under the bars
 
 
-def left_times(store: Store, campaign: CampaignInfo) -> list[float]:
-    """When each send request of the campaign left (epoch seconds), earliest first.
+def left_times(store: Store, campaign: CampaignInfo, since: datetime | None = None) -> list[float]:
+    """When each send request of the campaign left (epoch seconds), earliest first; with
+    `since`, only from that moment on.
 
     By when requests left, not when their answers came: answers bunch up (a slow one,
     then several at once), so counting them would show more per second than were sent.
     """
-    return [_utc(t).timestamp() for t in store.left_times(campaign.id)]
+    return [_utc(t).timestamp() for t in store.left_times(campaign.id, since)]
 
 
-def sends_per_second(store: Store, campaign: CampaignInfo) -> list[tuple[int, int]]:
+def sends_per_second(
+    store: Store, campaign: CampaignInfo, since: datetime | None = None
+) -> list[tuple[int, int]]:
     """(epoch second, send requests that left in it), for each second in which any left,
-    in order: the series the HTML chart and the console draw."""
-    return sorted(Counter(int(t) for t in left_times(store, campaign)).items())
+    in order: the series the HTML chart and the console draw (`since`: its last minutes)."""
+    return sorted(Counter(int(t) for t in left_times(store, campaign, since)).items())
 
 
 def _sends_chart(epochs: list[float]) -> str:

@@ -1155,14 +1155,16 @@ class Store:
                 )
             )
 
-    def left_times(self, campaign_id: int) -> list[datetime]:
-        """When each send request of a campaign was written out, earliest first (for charts).
+    def left_times(self, campaign_id: int, since: datetime | None = None) -> list[datetime]:
+        """When each send request of a campaign was written out, earliest first (for charts);
+        with `since`, only those from that moment on (a live chart's last minutes).
 
         An attempt logged before that time was recorded (an older store) counts at the
         time its accepted answer was recorded; interrupted requests, whose time is unknown,
         do not count.
         """
         left = func.coalesce(Attempt.left_at, Attempt.at)
+        recent = () if since is None else (left >= since,)
         with self.engine.connect() as conn:
             return list(
                 conn.scalars(
@@ -1170,6 +1172,7 @@ class Store:
                     .where(
                         Attempt.campaign_id == campaign_id,
                         sa.or_(Attempt.left_at.is_not(None), Attempt.fate == Fate.SENT),
+                        *recent,
                     )
                     .order_by(left)
                 )

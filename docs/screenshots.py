@@ -50,9 +50,7 @@ def pick(driver, url: str, path: Path, name: str) -> None:
     Select(driver.find_element(By.ID, "sender")).select_by_visible_text(
         "Acme Support (+14155551234)"
     )
-    Select(driver.find_element(By.ID, "template")).select_by_visible_text(
-        "appointment_reminder (en)"
-    )
+    Select(driver.find_element(By.ID, "template")).select_by_visible_text("appointment_reminder:en")
     driver.find_element(By.NAME, "name").send_keys(name)
     driver.find_element(By.CSS_SELECTOR, "#new-campaign button[type=submit]").click()
     WebDriverWait(driver, 30).until(seen.presence_of_element_located((By.ID, "start-form")))

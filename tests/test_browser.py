@@ -25,7 +25,7 @@ if not MISSING:
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
 SENDER_NAME = "Acme Support (+14155551234)"
-TEMPLATE_NAME = "appointment_reminder (en)"
+TEMPLATE_NAME = "appointment_reminder:en"
 EVIL = "<script>window.pwned = 1</script>"
 
 

@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import re
 import signal
 import socket
 import stat
 import subprocess
 import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from helpers import SENDER, TEMPLATE, campaign_argv, cli_env, phone, wait_for, write_recipients
 from typer.testing import CliRunner
 
+from campaign import report
 from campaign import sandbox as fake
 from campaign.cli import app as cli_app
 from campaign.errors import UsageError
 from campaign.runner import SendSettings
 from campaign.store import Store
-from campaign.web import ConsoleConfig, create_app
+from campaign.web import ConsoleConfig, create_app, pages
 from campaign.web.options import CampaignOptions, run_settings
+from campaign.web.webhook import MAX_BODY, PATH
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
@@ -65,7 +70,7 @@ def token(client: TestClient, path: str = "/campaigns/new") -> str:
 
 def upload(client: TestClient, path: Path, **form) -> object:
     """Post a file on the new-campaign form, as a browser does."""
-    data = {"csrf_token": token(client), "sender_id": SENDER, "template_id": TEMPLATE} | form
+    data = {"csrf_token": token(client), "sender": SENDER, "template": TEMPLATE} | form
     files = {"recipients": (path.name, path.read_bytes(), "text/csv")}
     return client.post("/campaigns/new", data=data, files=files, follow_redirects=False)
 
@@ -141,12 +146,14 @@ def test_loopback_without_password_needs_no_login(sandbox, tmp_path):
 
 
 def test_every_changing_route_refuses_a_post_without_csrf_token(sandbox, tmp_path, recipients):
-    """Every POST route answers 403 without the session's token, or with another one."""
+    """Every POST route but the webhook (its signature is its proof) answers 403 without
+    the session's token, or with another one."""
     _, base_url = sandbox
     with console(config_for(tmp_path, base_url)) as client:
         page = start(client, recipients(2))
         wait_until_not_running(client, page)
         posts = [r.path for r in client.app.routes if "POST" in getattr(r, "methods", ())]
+        posts = [path for path in posts if not path.startswith("/webhooks/")]
         assert len(posts) >= 7
         for path in posts:
             url = path.replace("{id:int}", page.rsplit("/", 1)[1]).replace("{token}", "x")
@@ -406,6 +413,204 @@ def test_a_refused_upload_is_not_kept(sandbox, tmp_path, recipients):
     """A file the account check refuses (a pending template) is deleted, the reason shown."""
     _, base_url = sandbox
     with console(config_for(tmp_path, base_url)) as client:
-        refused = upload(client, recipients(2), template_id=fake.PENDING_TEMPLATE_ID)
+        refused = upload(client, recipients(2), template=fake.PENDING_TEMPLATE_ID)
         assert refused.status_code == 400 and "only approved templates" in refused.text
     assert list((tmp_path / "uploads").iterdir()) == []
+
+
+# --- the webhook, mounted on the console ----------------------------------------------
+
+SECRET = b"console-webhook-secret"
+
+
+def signed(client: TestClient, body: dict | bytes, secret: bytes = SECRET, **headers):
+    """POST a body to the webhook with its signature (made with `secret`)."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "X-Signature-256": fake.sign(raw, secret)}
+    return client.post(PATH, content=raw, headers=headers)
+
+
+def test_signed_event_through_the_console_updates_a_row_without_login(sandbox, tmp_path):
+    """A signed event reaches the console's webhook without a login and updates its row;
+    a bad signature gets 401 and changes nothing."""
+    api, base_url = sandbox
+    config = config_for(tmp_path, base_url, webhook_secret=SECRET, password="open sesame")
+    with console(config) as client:
+        csrf = token(client, "/login")
+        client.post("/login", data={"csrf_token": csrf, "password": "open sesame"})
+        page = start(client, write_recipients(tmp_path / "two.csv", 2))
+        assert wait_until_not_running(client, page)["counts"]["sent"] == 2
+        client.post("/logout", data={"csrf_token": token(client, "/")})
+        assert client.get("/api/campaigns").status_code == 401  # logged out indeed
+        first = next(m for m in api.messages if m.phone == phone(0))
+        read = fake.status_event(first, "+14155551234", "read")
+        forged = signed(client, read, secret=b"another secret")
+        assert forged.status_code == 401
+        assert signed(client, read).status_code == 200
+        csrf = token(client, "/login")
+        client.post("/login", data={"csrf_token": csrf, "password": "open sesame"})
+        view = live(client, page)
+    assert view["delivery"] | {"resolved": 0} == {
+        "read": 1,
+        "delivered": 0,
+        "failed": 0,
+        "no_news": 1,
+        "resolved": 0,
+    }
+    with Store.open(config.db) as store:
+        rows = {r.phone: r.delivery_status for r in store.report_rows(1)}
+    assert rows == {phone(0): "read", phone(1): None}
+
+
+def test_webhook_without_secret_answers_503_and_pages_say_it_is_off(sandbox, tmp_path):
+    """No secret: the route says the webhook is off (503, the sender comes back later),
+    and the pages say delivery status is off."""
+    _, base_url = sandbox
+    with console(config_for(tmp_path, base_url)) as client:
+        answer = signed(client, {"event": "message_status"})
+        assert answer.status_code == 503 and "webhook is off" in answer.text
+        assert "webhook-off" in client.get("/").text
+    with console(config_for(tmp_path, base_url, webhook_secret=SECRET)) as client:
+        assert "webhook-off" not in client.get("/").text
+
+
+def test_webhook_takes_chunked_bodies_up_to_its_own_cap(sandbox, tmp_path):
+    """A chunked body (no Content-Length) reaches the webhook, which still refuses one
+    over 1 MB (413); other routes still want a declared length (411)."""
+    _, base_url = sandbox
+    small = json.dumps({"event": "message_status", "status": "sent"}).encode()
+    big = b"x" * (MAX_BODY + 10)
+
+    def chunks(raw: bytes):
+        for i in range(0, len(raw), 64 * 1024):
+            yield raw[i : i + 64 * 1024]
+
+    def post_chunked(client, path, raw):
+        headers = {"X-Signature-256": fake.sign(raw, SECRET)}
+        return client.post(path, content=chunks(raw), headers=headers)
+
+    with console(config_for(tmp_path, base_url, webhook_secret=SECRET)) as client:
+        assert post_chunked(client, PATH, small).status_code == 200
+        assert post_chunked(client, PATH, big).status_code == 413
+        assert post_chunked(client, "/campaigns/new", small).status_code == 411
+
+
+def test_webhook_secret_comes_from_the_file_or_environment(tmp_path, monkeypatch):
+    """`campaign serve --webhook-secret-file` and AUTOCALLS_WEBHOOK_SECRET reach the app."""
+    seen: list[ConsoleConfig] = []
+    monkeypatch.setattr("campaign.web.serve", seen.append)
+    monkeypatch.setenv("AUTOCALLS_API_KEY", KEY)
+    monkeypatch.setenv("AUTOCALLS_WEBHOOK_SECRET", "from-env")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-file\n")
+    runner = CliRunner()
+    assert runner.invoke(cli_app, ["serve"]).exit_code == 0
+    from_file = ["serve", "--webhook-secret-file", str(secret_file)]
+    assert runner.invoke(cli_app, from_file).exit_code == 0
+    assert [c.webhook_secret for c in seen] == [b"from-env", b"from-file"]
+
+
+# --- names, the preview, the test send ---------------------------------------------------
+
+
+def test_pickers_show_names_and_resolve_them_as_the_cli_does(sandbox, tmp_path, recipients):
+    """The form lists the sender by name and number and the template as name:language;
+    those names resolve to ids (an ambiguous one is refused with its candidates)."""
+    _, base_url = sandbox
+    with console(config_for(tmp_path, base_url)) as client:
+        form = client.get("/campaigns/new").text
+        assert '<option value="+14155551234"' in form and "Acme Support (+14155551234)" in form
+        assert '<option value="appointment_reminder:en" data-sender="+14155551234"' in form
+        assert ">welcome:es<" in form and str(TEMPLATE) not in re.findall(r'value="([^"]*)"', form)
+        draft = upload(client, recipients(2), sender="+14155551234", template="welcome:es")
+        assert draft.status_code == 303
+        assert "welcome:es" in client.get(draft.headers["location"]).text
+        ambiguous = upload(client, recipients(2), sender="+14155551234", template="welcome")
+        assert ambiguous.status_code == 400 and "ambiguous" in ambiguous.text
+        assert "welcome:en" in ambiguous.text and "welcome:es" in ambiguous.text
+
+
+def test_validation_page_shows_the_preview_and_sends_a_test(sandbox, tmp_path):
+    """The check shows the first and the longest message; a test goes to the given number
+    once, its answer on the page, escaped; no campaign is created."""
+    api, base_url = sandbox
+    path = tmp_path / "names.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["phone", "name", "1", "2"])
+        writer.writerow([phone(1), "Ann", "<b>Ann</b>", "1 December"])
+        writer.writerow([phone(2), "Bob", "Bartholomew the Longest", "1 December"])
+    me = phone(99)
+    with console(config_for(tmp_path, base_url)) as client:
+        draft = upload(client, path).headers["location"]
+        page = client.get(draft).text
+        assert "Hi &lt;b&gt;Ann&lt;/b&gt;, this is a reminder" in page
+        assert 'id="preview-longest">Hi Bartholomew the Longest' in page
+        form = {"csrf_token": token(client, draft), "to": me}
+        answered = client.post(draft + "/test", data=form)
+        assert answered.status_code == 200
+        text = answered.text
+        assert 'data-test="status">sent<' in text and "message_sid" in text
+        assert "&lt;b&gt;Ann&lt;/b&gt;" in text and "<b>Ann</b>" not in text
+        refused = client.post(draft + "/test", data=form | {"to": "not a number"}).text
+        assert 'data-test="status">refused<' in refused and "not a phone number" in refused
+        assert client.get("/api/campaigns").json()["campaigns"] == []
+    assert api.messages_to(me) == 1 and len(api.messages) == 1
+
+
+# --- what the campaign pages show ------------------------------------------------------
+
+
+def test_chart_counts_requests_by_the_time_they_left(tmp_path, recipients):
+    """The campaign's chart counts each request in the second it left, not its answer's."""
+    api = fake.Sandbox(keys=[KEY], latency=1.3)
+    with fake.running(api) as base_url, console(config_for(tmp_path, base_url)) as client:
+        page = start(client, recipients(3))
+        chart = wait_until_not_running(client, page)["chart"]
+    with Store.open(str(tmp_path / "console.db")) as store:
+        campaign = store.campaigns()[0]
+        left = [[s, n] for s, n in report.sends_per_second(store, campaign)]
+        answered = sorted({int(t.timestamp()) for t in store.sent_times(campaign.id)})
+    assert chart == left and sum(n for _, n in chart) == 3
+    assert [s for s, _ in chart] != answered
+
+
+def test_live_chart_reads_only_its_last_minutes(sandbox, tmp_path, recipients):
+    """While a campaign sends, the chart reads its last minutes only; once it ended, the
+    whole campaign, reread only when its counts change."""
+    _, base_url = sandbox
+    with console(config_for(tmp_path, base_url)) as client:
+        page = start(client, recipients(3))
+        wait_until_not_running(client, page)
+        state = client.app.state.console
+        campaign = state.store.campaigns()[0]
+        counts = state.store.counts(campaign.id)
+        whole = pages.sends_per_second(state, campaign, counts, active=False)
+        assert sum(n for _, n in whole) == 3
+        assert pages.sends_per_second(state, campaign, counts, active=False) is whole  # kept
+        now = datetime.now(UTC)
+        assert pages.sends_per_second(state, campaign, counts, active=True, now=now) == whole
+        later = now + timedelta(seconds=pages.CHART_WINDOW + 5)
+        assert pages.sends_per_second(state, campaign, counts, active=True, now=later) == []
+
+
+def test_pages_show_delivery_counts_and_daytime_waits(sandbox, tmp_path, recipients):
+    """A campaign whose recipients are asleep shows `waiting` with its rows and next time,
+    on its page and in the list; sent rows' delivery counts show on both."""
+    _, base_url = sandbox
+    los_angeles = datetime.now(ZoneInfo("America/Los_Angeles"))
+    opens = (los_angeles + timedelta(hours=3)).strftime("%H:00")
+    closes = (los_angeles + timedelta(hours=4)).strftime("%H:00")
+    with console(config_for(tmp_path, base_url)) as client:
+        page = start(client, recipients(2), send_window=f"{opens}-{closes}")
+        view = wait_until_not_running(client, page)
+        assert view["state"] == "waiting" and view["daytime"]["rows"] == 2
+        assert "2 rows wait for their recipients' daytime" in view["daytime"]["text"]
+        assert view["can_resume"]
+        html = client.get(page).text
+        assert "2 rows wait for their recipients&#39; daytime" in html
+        listed = client.get("/").text
+        assert "state-waiting" in listed and "2 rows wait" in listed
+        sent = wait_until_not_running(client, start(client, recipients(3)))
+        assert sent["delivery"]["no_news"] == 3 and "3 no news yet" in sent["delivery_short"]
+        assert "3 no news yet" in client.get("/").text

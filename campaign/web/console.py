@@ -13,13 +13,15 @@ import jinja2
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from campaign.client import DEFAULT_BASE_URL
 from campaign.store import Store
-from campaign.web import pages, safety
+from campaign.web import pages, safety, webhook
 from campaign.web.account import AccountCache
 from campaign.web.runs import ConsoleRuns
 
@@ -39,9 +41,8 @@ class ConsoleConfig:
     password: str | None = field(default=None, repr=False)
     max_upload: int = DEFAULT_MAX_UPLOAD
     upload_dir: Path = Path("campaign-uploads")
-    webhook_secret: str | None = field(
-        default=None, repr=False
-    )  # the webhook's, mounted by the lead
+    # The delivery webhook's signing secret (webhook.read_webhook_secret); None: it is off.
+    webhook_secret: bytes | None = field(default=None, repr=False)
 
 
 def create_app(config: ConsoleConfig) -> Starlette:
@@ -73,7 +74,7 @@ def create_app(config: ConsoleConfig) -> Starlette:
     ]
     middleware = [
         Middleware(safety.SecurityHeaders),
-        Middleware(safety.BodyLimit, limit=config.max_upload),
+        Middleware(safety.BodyLimit, limit=config.max_upload, chunked_ok=(webhook.PATH,)),
         Middleware(safety.Sessions, secret_key=secrets.token_urlsafe(32)),
         Middleware(safety.LoginGate, required=bool(config.password)),
     ]
@@ -83,13 +84,26 @@ def create_app(config: ConsoleConfig) -> Starlette:
 
 
 def mounted(store: Store, config: ConsoleConfig) -> list[BaseRoute]:
-    """Routes other features mount on the console, beside its pages.
+    """Routes other features mount on the console, beside its pages: the signed delivery
+    webhook (campaign/web/webhook.py), or, without a secret, a route saying it is off.
 
-    The signed delivery webhook goes here: `webhook_routes(store, config.webhook_secret)`
-    from campaign/web/webhook.py. It lives under /webhooks/, which the login leaves open
-    (safety.OPEN_PATHS: it has its own proof) and which no CSRF check touches.
+    It lives under /webhooks/, which the login leaves open (safety.OPEN_PATHS: it has its
+    own proof) and which no CSRF check touches.
     """
-    return []
+    if config.webhook_secret:
+        return [*webhook.webhook_routes(store, config.webhook_secret)]
+    return [Route(webhook.PATH, webhook_off, methods=["POST"])]
+
+
+WEBHOOK_OFF = (
+    "The delivery status webhook is off: this console was started without a secret "
+    f"(--webhook-secret-file or {webhook.SECRET_ENV}).\n"
+)
+
+
+async def webhook_off(request: Request) -> PlainTextResponse:
+    """503, not 404: the sender delivers the event again later, once a secret is set."""
+    return PlainTextResponse(WEBHOOK_OFF, 503, headers={"Retry-After": webhook.RETRY_AFTER})
 
 
 def open_store(config: ConsoleConfig) -> Store:

@@ -6,18 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from campaign.daytime import SendWindow
 from campaign.errors import UsageError
 from campaign.runner import LoadSettings, RunSettings, SendSettings
 
 if TYPE_CHECKING:
     from campaign.web.console import ConsoleConfig
 
-# Issue 10's parsers, the CLI flags' own (branches daytime and optout). Until they are
-# merged these options are refused; once merged, drop the try blocks.
-try:
-    from campaign.daytime import SendWindow  # type: ignore[import-not-found]
-except ImportError:
-    SendWindow = None
+# Issue 10's frequency cap parser, the CLI flag's own (branch optout). Until it is merged
+# a cap is refused; once merged, drop the try block.
 try:
     from campaign.eligibility import parse_cap  # type: ignore[import-not-found]
 except ImportError:
@@ -75,7 +72,7 @@ def _issue_10_sending(options: CampaignOptions) -> dict[str, object]:
     """
     known = {f.name for f in dataclasses.fields(SendSettings)}
     parsers = {
-        "send_window": ("send window", SendWindow.parse if SendWindow else None),
+        "send_window": ("send window", SendWindow.parse),
         "max_per_recipient": ("frequency cap", parse_cap),
     }
     chosen = {}

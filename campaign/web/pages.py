@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from campaign import report, runner
+from campaign import deliveries, display, report, runner, trial
 from campaign.errors import CampaignError, UsageError
 from campaign.model import ALREADY_SENT, RowState, Severity
 from campaign.store import CampaignInfo, Store
@@ -54,6 +54,19 @@ class Draft:
     name: str | None
     validation: runner.Validation
     notices: list[str] = field(default_factory=list)
+    tests: list[TestSend] = field(default_factory=list)  # test sends, newest first
+
+
+@dataclass(frozen=True)
+class TestSend:
+    """A test send from the validation page, as the page shows it."""
+
+    to: str
+    row: int | None  # None: refused before a row was chosen
+    status: str  # sent, failed, not_sent, unknown, or refused
+    answer: str  # the API's answer in one line, or why nothing was sent
+    text: str | None = None  # the message as sent
+    notices: tuple[str, ...] = ()
 
 
 @dataclass
@@ -66,6 +79,8 @@ class Console:
     account: AccountCache
     templates: Jinja2Templates
     drafts: dict[str, Draft] = field(default_factory=dict)
+    # A campaign's chart while it is not sending: (its status and counts, the series).
+    charts: dict[int, tuple[tuple, list[list[int]]]] = field(default_factory=dict)
 
 
 def console(request: Request) -> Console:
@@ -74,9 +89,11 @@ def console(request: Request) -> Console:
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     """A template with what every page needs: the CSRF token and whether a login exists."""
+    config = console(request).config
     context |= {
         "csrf": safety.csrf_token(request),
-        "login": bool(console(request).config.password),
+        "login": bool(config.password),
+        "webhook_on": bool(config.webhook_secret),
     }
     return console(request).templates.TemplateResponse(
         request, name, context, status_code=status_code
@@ -157,11 +174,12 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
     counts = facts.get("counts") or store.counts(campaign.id)
     active = facts["active"] if detail else store.lease_holder(campaign.id) is not None
     here = state.runs.is_running(campaign.name)
-    chart = sends_per_second(store, campaign) if detail else []  # the list shows no rate
+    chart = sends_per_second(state, campaign, counts, active) if detail else []
     rate = live_rate(chart) if active else 0.0
     waiting = counts["pending"] + counts["sending"]
     done = sum(counts[s] for s in ("sent", "failed", "unknown", "skipped"))
     shown = shown_state(campaign.status, active, here)
+    delivery = facts.get("delivery") or deliveries.delivery_counts(store, campaign.id)
     view = {
         "id": campaign.id,
         "name": campaign.name,
@@ -170,6 +188,9 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
         "total": campaign.total_rows,
         "done": done,
         "counts": counts,
+        "delivery": delivery,
+        "delivery_short": delivery_short(delivery),
+        "daytime": facts.get("daytime") or report.daytime_status(store, campaign),
         "rate": round(rate, 1),
         "eta_seconds": round(waiting / rate) if rate else None,
         "halt_reason": campaign.halt_reason,
@@ -187,11 +208,23 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
             "source": Path(campaign.source).name,
             "errors": facts["errors"],
             "chart": chart,
+            "chart_window": CHART_WINDOW if active else None,
             "error": ended.error if ended else None,
             "notices": (state.runs.running[campaign.name].notices if here else [])
             or (ended.notices if ended else []),
         }
     return view
+
+
+DELIVERY_WORDS = (("read", "read"), ("delivered", "delivered"), ("failed", "failed"))
+
+
+def delivery_short(delivery: dict[str, int]) -> str:
+    """The list's one cell on what the webhook said of the sent rows."""
+    parts = [f"{delivery[key]} {word}" for key, word in DELIVERY_WORDS if delivery[key]]
+    if delivery["no_news"]:
+        parts.append(f"{delivery['no_news']} no news yet")
+    return " · ".join(parts) or "none sent yet"
 
 
 def _utc_text(moment: datetime) -> str:
@@ -220,17 +253,31 @@ def live_rate(chart: list[list[int]], now: float | None = None) -> float:
     return sum(n for _, n in recent) / max(1.0, now - recent[0][0])
 
 
-def sends_per_second(store: Store, campaign: CampaignInfo) -> list[list[int]]:
-    """[epoch second, accepted sends] for the live chart, seconds with none left out.
+CHART_WINDOW = 600  # seconds: while a campaign sends, its live chart shows the last ones
 
-    Lead: swap for report.sends_per_second(store, campaign) from the webhook branch,
-    which counts each send by when its request left; store.sent_times counts answers.
+
+def sends_per_second(
+    state: Console,
+    campaign: CampaignInfo,
+    counts: dict[str, int],
+    active: bool,
+    now: datetime | None = None,
+) -> list[list[int]]:
+    """[epoch second, send requests that left in it] for the chart (report.py's series).
+
+    The page asks every second or few: while a run sends, only its last CHART_WINDOW
+    seconds are read; otherwise the whole campaign, read again only when its counts or
+    status changed (a campaign of a million rows is not reread every few seconds).
     """
-    counts: dict[int, int] = {}
-    for moment in store.sent_times(campaign.id):
-        second = int(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp())
-        counts[second] = counts.get(second, 0) + 1
-    return [[second, n] for second, n in sorted(counts.items())]
+    if active:
+        since = (now or datetime.now(UTC)) - timedelta(seconds=CHART_WINDOW)
+        return [[s, n] for s, n in report.sends_per_second(state.store, campaign, since)]
+    key = (campaign.status, tuple(sorted(counts.items())))
+    kept = state.charts.get(campaign.id)
+    if kept is None or kept[0] != key:
+        chart = [[s, n] for s, n in report.sends_per_second(state.store, campaign)]
+        kept = state.charts[campaign.id] = (key, chart)
+    return kept[1]
 
 
 # --- one campaign ---------------------------------------------------------------------
@@ -359,7 +406,7 @@ async def _new_form(request: Request, error: str | None = None, status_code: int
     state = console(request)
     senders, account_error = [], None
     try:
-        senders = await state.account.get(run_settings(state.config), state.store)
+        senders = await state.account.get(run_settings(state.config))
     except CampaignError as exc:
         account_error = str(exc)
     return page(
@@ -380,15 +427,15 @@ async def upload(request: Request, form) -> Response:
     file = form.get("recipients")
     if not isinstance(file, UploadFile) or not file.filename:
         return await _new_form(request, "Choose a CSV or XLSX file of recipients.", 400)
-    try:
-        sender_id = int(str(form.get("sender_id")))
-        template_id = int(str(form.get("template_id")))
-    except ValueError:
+    sender, template = str(form.get("sender") or ""), str(form.get("template") or "")
+    if not (sender.strip() and template.strip()):
         return await _new_form(request, "Choose a sender and a template.", 400)
     notices: list[str] = []
     try:
         options = CampaignOptions.from_form({k: v for k, v in form.items() if isinstance(v, str)})
         settings = run_settings(state.config, options)  # refuses options it cannot apply
+        # The names the pickers showed, to ids by catalog's rules (as the CLI's flags).
+        sender_id, template_id = await state.account.resolve(settings, sender, template)
         path = await save_upload(file, state.config.upload_dir)
     except CampaignError as exc:
         return await _new_form(request, str(exc), 400)
@@ -515,6 +562,58 @@ async def start(request: Request, form) -> Response:
     return _to_campaign(campaign)
 
 
+@changes
+async def test_send(request: Request, form) -> Response:
+    """Send the draft's row (the first valid one, or the chosen row) to the person's own
+    number, once (`campaign test`); the page then shows the API's answer."""
+    state = console(request)
+    draft = _draft(state, request)
+    to = str(form.get("to") or "").strip()
+    row_text = str(form.get("row") or "").strip()
+    notices: list[str] = []
+    try:
+        if not to:
+            raise UsageError("give the number to send the test to, with its +country code")
+        if row_text and not row_text.isdigit():
+            raise UsageError(f"the row must be a spreadsheet row number, not {row_text!r}")
+        sent = await send_one(
+            draft,
+            run_settings(state.config, draft.options),
+            to,
+            int(row_text) if row_text else None,
+            notices,
+        )
+        result = TestSend(
+            to=sent.to,
+            row=sent.row,
+            status=sent.status,
+            answer=display.answer_text(sent.outcome),
+            text=sent.text,
+            notices=tuple(notices),
+        )
+    except CampaignError as exc:
+        result = TestSend(to=to, row=None, status="refused", answer=str(exc))
+    draft.tests.insert(0, result)
+    return RedirectResponse(f"/drafts/{request.path_params['token']}#test-send", status_code=303)
+
+
+async def send_one(
+    draft: Draft, settings: runner.RunSettings, to: str, row: int | None, notices: list[str]
+) -> trial.TestSendResult:
+    """trial.send_test on a worker thread: it reads the file to find its row."""
+    send = functools.partial(
+        trial.send_test,
+        draft.path,
+        settings,
+        draft.sender_id,
+        draft.template_id,
+        to,
+        row=row,
+        on_notice=notices.append,
+    )
+    return await anyio.to_thread.run_sync(anyio.run, send)
+
+
 def routes() -> list[Route]:
     return [
         Route("/", campaigns_page),
@@ -528,6 +627,7 @@ def routes() -> list[Route]:
         Route("/drafts/{token}", draft_page),
         Route("/drafts/{token}/problems.csv", draft_problems),
         Route("/drafts/{token}/start", start, methods=["POST"]),
+        Route("/drafts/{token}/test", test_send, methods=["POST"]),
         Route("/campaigns/{id:int}", campaign_page),
         Route("/campaigns/{id:int}/stop", stop, methods=["POST"]),
         Route("/campaigns/{id:int}/resume", resume, methods=["POST"]),

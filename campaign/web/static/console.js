@@ -49,6 +49,7 @@
     link.href = "/campaigns/" + c.id;
     var first = make("td"); first.appendChild(link); tr.appendChild(first);
     var state = make("td"); state.appendChild(make("span", c.state, stateClass(c.state)));
+    if (c.daytime.rows) state.appendChild(make("div", c.daytime.text, "muted small"));
     tr.appendChild(state);
     var progress = make("td");
     var bar = make("progress"); bar.max = c.total || 1; bar.value = c.done;
@@ -56,6 +57,7 @@
     progress.appendChild(make("span", " " + c.done + " / " + c.total, "muted"));
     tr.appendChild(progress);
     STATES.forEach(function (s) { tr.appendChild(make("td", c.counts[s], "num")); });
+    tr.appendChild(make("td", c.delivery_short, "small"));
     tr.appendChild(make("td", c.created_at, "muted"));
     return tr;
   }
@@ -92,6 +94,7 @@
     setField(root, "eta", duration(c.eta_seconds));
     setField(root, "halt_reason", c.halt_reason);
     setField(root, "error", c.error);
+    setField(root, "daytime", c.daytime.text);
     var bar = document.getElementById("progress");
     bar.max = c.total || 1; bar.value = c.done;
     Object.keys(c.counts).forEach(function (s) {
@@ -101,6 +104,13 @@
     root.querySelectorAll("[data-when]").forEach(function (form) {
       form.hidden = !c[form.dataset.when];
     });
+    Object.keys(c.delivery).forEach(function (k) {
+      var cell = root.querySelector('[data-delivery="' + k + '"]');
+      if (cell) cell.textContent = c.delivery[k];
+    });
+    root.querySelector('[data-show="resolved"]').hidden = !c.delivery.resolved;
+    root.querySelector('[data-show="chart_window"]').hidden = !c.chart_window;
+    root.querySelector('[data-show="chart_whole"]').hidden = !!c.chart_window;
     root.querySelector('[data-show="interrupted"]').hidden = c.state !== "interrupted";
     root.querySelector('[data-show="no_codes"]').hidden = c.errors.length > 0;
     document.getElementById("codes").hidden = c.errors.length === 0;
@@ -119,13 +129,13 @@
     return c.state.indexOf("running") === 0;
   }
 
-  // Bars of accepted sends per second (or per few seconds on a long campaign), with the
-  // account's limit drawn as a line.
+  // Bars of send requests per second, by the time each left (or per few seconds on a
+  // long campaign), with the account's limit drawn as a line.
   function drawChart(box, points) {
     var W = 900, H = 220, L = 40, B = 28, T = 10, R = 10;
     var root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", class: "bars" });
     if (!points.length) {
-      box.replaceChildren(make("p", "No accepted send yet.", "muted"));
+      box.replaceChildren(make("p", "No send request has left yet.", "muted"));
       return;
     }
     var first = points[0][0], last = points[points.length - 1][0];
