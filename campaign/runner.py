@@ -40,6 +40,9 @@ from campaign.store import (
 if TYPE_CHECKING:
     from campaign.loader import Chunk, LoadResult
 
+# In a worker thread: raises the run's cancellation (Ctrl-C) if it came meanwhile.
+cancelled = anyio.from_thread.check_cancelled
+
 LEASE_TTL = 6.0  # seconds a killed run keeps others out, at most (less on the same host)
 LEASE_RENEW = 1.5
 
@@ -166,7 +169,8 @@ async def run_campaign(
         raise UsageError(f"no such file: {path}")
     notice = on_notice or (lambda text: None)
     with Store.open(settings.db) as store:
-        print_ = fingerprint(path, sender_id, template_id)
+        # Reading the whole file: on a worker thread, like the load below.
+        print_ = await anyio.to_thread.run_sync(fingerprint, path, sender_id, template_id)
         name = name or default_name(path, print_)
         campaign = store.find_campaign(name)
         if campaign is not None and campaign.fingerprint != print_:
@@ -178,18 +182,27 @@ async def run_campaign(
         limiter = _limiter(store, settings)
         owner = lease_owner_id()
         loaded = None
+        created: list[CampaignInfo] = []  # by the load's thread, even if we are cancelled
         async with _client(settings, transport, limiter) as client:
             try:
                 if campaign is None:
                     preflight = await _preflight(client, sender_id, template_id, settings, notice)
-                    # The rows wait in a spool file while the rest is read: memory stays flat,
-                    # and nothing is stored from a file that is refused.
-                    with tempfile.TemporaryFile() as spool:
-                        loaded = _load(path, settings, preflight, notice, spool)
-                        account = account_id(settings.base_url, settings.api_key)
-                        rows = _unspool(spool)
-                        new = (store, name, print_, path, account, sender_id, template_id, rows)
-                        campaign = _create(*new, owner)
+                    account = account_id(settings.base_url, settings.api_key)
+                    new = (store, name, print_, path, account, sender_id, template_id)
+
+                    def load_and_create() -> LoadResult:
+                        # The rows wait in a spool file while the rest is read: memory
+                        # stays flat, and nothing is stored from a file that is refused.
+                        with tempfile.TemporaryFile() as spool:
+                            loaded = _load(path, settings, preflight, notice, spool, cancelled)
+                            created.append(_create(*new, _unspool(spool, cancelled), owner))
+                        return loaded
+
+                    # On a worker thread: a big file takes a while, and the web console's
+                    # pages and other runs share this event loop. Ctrl-C (a cancellation)
+                    # still stops it between blocks of rows, and nothing is stored then.
+                    loaded = await anyio.to_thread.run_sync(load_and_create)
+                    campaign = created[0]
                 else:  # a resume does not read the file again
                     _take_lease(store, campaign, owner)
                     await _preflight(client, sender_id, template_id, settings, notice)
@@ -206,6 +219,7 @@ async def run_campaign(
                     stop=stop,
                 )
             finally:
+                campaign = campaign or (created[0] if created else None)
                 if campaign is not None:
                     _release(store, campaign, owner)
         return replace(result, load=loaded)
@@ -276,11 +290,17 @@ async def _preflight(
 
 
 def _load(
-    path: Path, settings: RunSettings, preflight: Preflight, notice: OnNotice, spool: BinaryIO
+    path: Path,
+    settings: RunSettings,
+    preflight: Preflight,
+    notice: OnNotice,
+    spool: BinaryIO,
+    between_blocks: Callable[[], None] = lambda: None,
 ) -> LoadResult:
     """Read the file into `spool`, a block of rows at a time; refuse it as a whole here."""
 
     def keep(chunk: Chunk) -> None:
+        between_blocks()  # raises if the run was cancelled meanwhile
         skipped = [replace(s, code="DUPLICATE") for s in chunk.skipped]
         skipped += [replace(s, code="INVALID_ROW") for s in chunk.invalid]
         skipped.sort(key=attrgetter("row"))
@@ -303,9 +323,12 @@ def _load(
     return loaded
 
 
-def _unspool(spool: BinaryIO) -> Iterator[tuple[list[Recipient], list[SkippedRow]]]:
+def _unspool(
+    spool: BinaryIO, between_blocks: Callable[[], None] = lambda: None
+) -> Iterator[tuple[list[Recipient], list[SkippedRow]]]:
     spool.seek(0)
     while True:
+        between_blocks()  # a cancelled run stops here: the store's transaction rolls back
         try:
             yield pickle.load(spool)
         except EOFError:

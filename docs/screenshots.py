@@ -2,18 +2,23 @@
 
     python docs/screenshots.py
 
-It serves the console on loopback over the built-in sandbox, drives a headless Chromium
-(Debian's chromium and chromium-driver) through a few campaigns, and saves: the campaigns
-list, a file's check, a campaign while it sends, and the HTML report.
+It serves the console on loopback over the built-in sandbox (whose delivery webhook
+posts signed status events back to the console), drives a headless Chromium (Debian's
+chromium and chromium-driver) through a few campaigns, and saves: the campaigns list, a
+file's check with its preview and a test send, a campaign while it sends, and the HTML
+report.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import sys
 import tempfile
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the browser and server helpers
@@ -27,6 +32,7 @@ from campaign import sandbox as fake  # noqa: E402
 from campaign.web import ConsoleConfig  # noqa: E402
 
 OUT = HERE / "screenshots"
+WEBHOOK_SECRET = b"screenshots-webhook-secret"
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken"]
 
 
@@ -44,7 +50,17 @@ def write_list(path: Path, n: int, bad: dict[int, str] | None = None, first: int
     return path
 
 
-def pick(driver, url: str, path: Path, name: str) -> None:
+@contextlib.contextmanager
+def delivery_events(api: fake.Sandbox, console_url: str):
+    """The sandbox posts signed delivery events of its messages to the console's webhook."""
+    with fake.WebhookEmitter(
+        console_url + "/webhooks/autocalls", WEBHOOK_SECRET, delays=(0.3, 1.0, 3.0)
+    ) as emitter:
+        api.webhook = emitter
+        yield
+
+
+def pick(driver, url: str, path: Path, name: str, send_window: str = "") -> None:
     driver.get(url + "/campaigns/new")
     driver.find_element(By.NAME, "recipients").send_keys(str(path))
     Select(driver.find_element(By.ID, "sender")).select_by_visible_text(
@@ -52,6 +68,7 @@ def pick(driver, url: str, path: Path, name: str) -> None:
     )
     Select(driver.find_element(By.ID, "template")).select_by_visible_text("appointment_reminder:en")
     driver.find_element(By.NAME, "name").send_keys(name)
+    driver.find_element(By.NAME, "send_window").send_keys(send_window)
     driver.find_element(By.CSS_SELECTOR, "#new-campaign button[type=submit]").click()
     WebDriverWait(driver, 30).until(seen.presence_of_element_located((By.ID, "start-form")))
 
@@ -82,19 +99,27 @@ def main() -> None:
             db=str(work / "console.db"),
             base_url=base_url,
             upload_dir=work / "uploads",
+            webhook_secret=WEBHOOK_SECRET,
         )
-        with running_console(config) as url:
+        with running_console(config) as url, delivery_events(api, url):
             driver = chrome(downloads=work)
             wait = WebDriverWait(driver, 120, poll_frequency=0.2)
             try:
-                # 1. A finished campaign with a few failures, skipped rows and one unknown.
+                # 1. A finished campaign with a few failures, skipped rows and one unknown,
+                # checked first: its preview, and a test send to the operator's number.
                 bad = {3: fake.TWILIO_ERROR_PHONE, 5: "4.47911E+11", 9: "12"}
                 pick(driver, url, write_list(work / "november-customers.csv", 24, bad), "november")
+                driver.find_element(By.ID, "test-to").send_keys("+14155550199")
+                driver.find_element(By.ID, "test-button").click()
+                wait.until(seen.presence_of_element_located((By.ID, "test-result")))
                 shoot(driver, "validation")
                 driver.find_element(By.NAME, "skip_invalid").click()
                 driver.find_element(By.ID, "start").click()
                 finished = (By.CSS_SELECTOR, "[data-field=state]")
                 wait.until(seen.text_to_be_present_in_element(finished, "finished"))
+                api.webhook.wait_idle(30)  # the delivery events, before the report
+                read = (By.CSS_SELECTOR, "[data-delivery=read]")
+                wait.until(lambda d: d.find_element(*read).text not in ("", "0"))
                 driver.find_element(By.ID, "report-html").click()
                 report = work / "campaign-1.html"
                 wait.until(lambda _: report.exists() and report.stat().st_size > 0)
@@ -111,6 +136,14 @@ def main() -> None:
                     lambda d: int(d.find_element(By.CSS_SELECTOR, "[data-count=sent]").text) >= 40
                 )
                 shoot(driver, "campaign")
+
+                # 3. One whose recipients are asleep: it waits for their daytime.
+                asleep = (datetime.now(ZoneInfo("America/Los_Angeles")) + timedelta(hours=6)).hour
+                window = f"{asleep:02d}:00-{(asleep + 2) % 24:02d}:00"
+                path = write_list(work / "breakfast-offer.csv", 12, first=300)
+                pick(driver, url, path, "breakfast", send_window=window)
+                driver.find_element(By.ID, "start").click()
+                wait.until(seen.text_to_be_present_in_element(finished, "waiting"))
                 driver.get(url + "/")
                 wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "[data-drawn=live]")))
                 shoot(driver, "list")

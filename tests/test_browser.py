@@ -88,7 +88,8 @@ def test_messy_file_shows_its_problems_by_row(site, tmp_path):
 
 
 def test_clean_file_is_sent_to_the_end_and_the_report_downloads(site, tmp_path):
-    """Upload, pick by name, start, watch the progress reach the end, download the CSV."""
+    """Upload, pick sender and template by name, start, watch the progress reach the end,
+    download the CSV."""
     url, driver = site
     clean = write_recipients(tmp_path / "clean.csv", 8)
     fill_new_campaign(url, driver, clean, name="autumn")
@@ -98,6 +99,8 @@ def test_clean_file_is_sent_to_the_end_and_the_report_downloads(site, tmp_path):
     )
     progress = driver.find_element(By.ID, "progress")
     assert progress.get_attribute("value") == progress.get_attribute("max") == "8"
+    about = text_of(driver, "#campaign p.muted")
+    assert about.startswith(f"{SENDER_NAME} · {TEMPLATE_NAME} · from clean.csv"), about
     assert driver.find_element(By.CSS_SELECTOR, "[data-count=sent]").text == "8"
     wait(driver).until(seen.presence_of_element_located((By.CSS_SELECTOR, "#chart svg rect.bar")))
     driver.find_element(By.ID, "report-csv").click()
@@ -133,3 +136,19 @@ def test_script_in_a_name_is_shown_as_text(site, tmp_path):
     driver.get(url + "/")
     wait(driver).until(lambda d: text_of(d, "#campaigns[data-drawn=live] a.name") == EVIL)
     assert driver.execute_script("return window.pwned") is None
+
+
+def test_a_test_send_shows_the_api_answer(site, tmp_path):
+    """On the check page: the preview, then a test to my own number, whose answer shows."""
+    url, driver = site
+    clean = write_recipients(tmp_path / "clean.csv", 3)
+    fill_new_campaign(url, driver, clean)
+    preview = wait(driver).until(seen.presence_of_element_located((By.ID, "preview")))
+    assert preview.text.startswith("Hi R0, this is a reminder")
+    driver.find_element(By.ID, "test-to").send_keys(phone(42))
+    driver.find_element(By.ID, "test-button").click()
+    result = wait(driver).until(seen.presence_of_element_located((By.ID, "test-result")))
+    assert result.find_element(By.CSS_SELECTOR, "[data-test=status]").text == "sent"
+    answer = result.find_element(By.CSS_SELECTOR, "[data-test=answer]").text
+    assert answer.startswith("The API answered: HTTP 200") and "message_sid" in answer
+    assert driver.find_element(By.ID, "start").is_enabled()  # nothing started yet

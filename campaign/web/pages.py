@@ -180,6 +180,7 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
     done = sum(counts[s] for s in ("sent", "failed", "unknown", "skipped"))
     shown = shown_state(campaign.status, active, here)
     delivery = facts.get("delivery") or deliveries.delivery_counts(store, campaign.id)
+    daytime = facts.get("daytime") or report.daytime_status(store, campaign)
     view = {
         "id": campaign.id,
         "name": campaign.name,
@@ -190,7 +191,8 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
         "counts": counts,
         "delivery": delivery,
         "delivery_short": delivery_short(delivery),
-        "daytime": facts.get("daytime") or report.daytime_status(store, campaign),
+        "daytime": daytime,
+        "daytime_short": daytime_short(daytime),
         "rate": round(rate, 1),
         "eta_seconds": round(waiting / rate) if rate else None,
         "halt_reason": campaign.halt_reason,
@@ -216,15 +218,24 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
     return view
 
 
-DELIVERY_WORDS = (("read", "read"), ("delivered", "delivered"), ("failed", "failed"))
+DELIVERY_WORDS = (("read", "read"), ("delivered", "delivered"), ("failed", "undelivered"))
 
 
 def delivery_short(delivery: dict[str, int]) -> str:
-    """The list's one cell on what the webhook said of the sent rows."""
+    """The list's one cell on what the webhook said of the sent rows (it wraps between
+    parts only: each keeps its number with its words)."""
     parts = [f"{delivery[key]} {word}" for key, word in DELIVERY_WORDS if delivery[key]]
     if delivery["no_news"]:
         parts.append(f"{delivery['no_news']} no news yet")
-    return " · ".join(parts) or "none sent yet"
+    return " · ".join(part.replace(" ", NBSP) for part in parts) or "none sent yet"
+
+
+NBSP = "\u00a0"
+
+
+def daytime_short(daytime: dict[str, Any]) -> str | None:
+    """The list's line under a campaign's state; its page says when the next one goes."""
+    return f"{daytime['rows']} wait for daytime" if daytime["rows"] else None
 
 
 def _utc_text(moment: datetime) -> str:

@@ -49,7 +49,11 @@
     link.href = "/campaigns/" + c.id;
     var first = make("td"); first.appendChild(link); tr.appendChild(first);
     var state = make("td"); state.appendChild(make("span", c.state, stateClass(c.state)));
-    if (c.daytime.rows) state.appendChild(make("div", c.daytime.text, "muted small"));
+    if (c.daytime_short) {
+      var wait = make("div", c.daytime_short, "muted small");
+      wait.title = c.daytime.text;
+      state.appendChild(wait);
+    }
     tr.appendChild(state);
     var progress = make("td");
     var bar = make("progress"); bar.max = c.total || 1; bar.value = c.done;
@@ -58,7 +62,7 @@
     tr.appendChild(progress);
     STATES.forEach(function (s) { tr.appendChild(make("td", c.counts[s], "num")); });
     tr.appendChild(make("td", c.delivery_short, "small"));
-    tr.appendChild(make("td", c.created_at, "muted"));
+    tr.appendChild(make("td", c.created_at, "muted nowrap"));
     return tr;
   }
 
