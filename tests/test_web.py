@@ -10,17 +10,29 @@ import signal
 import socket
 import stat
 import subprocess
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import anyio
 import httpx
 import pytest
-from helpers import SENDER, TEMPLATE, campaign_argv, cli_env, phone, wait_for, write_recipients
+from helpers import (
+    SENDER,
+    TEMPLATE,
+    campaign_argv,
+    cli_env,
+    in_process,
+    phone,
+    settings_for,
+    wait_for,
+    write_recipients,
+)
 from typer.testing import CliRunner
 
-from campaign import report
+from campaign import report, runner
 from campaign import sandbox as fake
 from campaign.cli import app as cli_app
 from campaign.errors import UsageError
@@ -615,3 +627,45 @@ def test_pages_show_delivery_counts_and_daytime_waits(sandbox, tmp_path, recipie
         assert sent["delivery"]["no_news"] == 3
         assert sent["delivery_short"] == "3\u00a0no\u00a0news\u00a0yet"  # wraps between parts
         assert sent["delivery_short"] in client.get("/").text
+
+
+# --- a big file does not hold up the server -----------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_loading_a_new_campaigns_file_leaves_the_event_loop_free(tmp_path):
+    """While run_campaign reads and stores a big file, other tasks on its loop (the
+    console's pages, other runs) keep running: the load is on a worker thread."""
+    rows = 30_000
+    path = write_recipients(
+        tmp_path / "big.csv", rows, phones=[f"+4479111{i:05d}" for i in range(rows)]
+    )
+    settings = settings_for(str(tmp_path / "big.db"), allow_partial=True)
+    stop = anyio.Event()
+    gaps: list[float] = []
+    loading = True
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while loading:
+            await anyio.sleep(0.01)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(tick)
+        started = time.monotonic()
+        result = await runner.run_campaign(
+            path,
+            SENDER,
+            TEMPLATE,
+            settings,
+            transport=in_process(fake.Sandbox()),
+            on_start=lambda *_: stop.set(),  # loaded and stored: enough
+            stop=stop,
+        )
+        took = time.monotonic() - started
+        loading = False
+    assert result.campaign.total_rows == rows and result.stopped
+    assert took > 1.0, f"a load this fast proves nothing ({took:.2f} s)"
+    assert max(gaps) < took / 2, (max(gaps), took)
