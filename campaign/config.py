@@ -42,6 +42,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "allow_partial": bool,
     "dedupe_window": (str, int, float),
     "store_patience": (int, float),
+    "max_per_recipient": str,
 }
 PATH_KEYS = ("recipients", "api_key_file", "db")
 

@@ -6,6 +6,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from campaign.model import Problem, RowEvent, RowState
-from campaign.store import CampaignInfo
+from campaign.store import CampaignInfo, SuppressedNumber
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when there is no terminal
 FINAL = (RowState.SENT, RowState.FAILED, RowState.UNKNOWN, RowState.SKIPPED)
@@ -163,4 +164,14 @@ def campaigns_table(campaigns: list[dict]) -> Table:
         counts = [str(c["counts"][s]) for s in shown]
         created = str(c["created_at"])[:16]
         table.add_row(c["name"], c["status"], str(c["total_rows"]), *counts, created)
+    return table
+
+
+def suppressions_table(numbers: list[SuppressedNumber]) -> Table:
+    table = Table(title=f"suppression list ({len(numbers)} numbers)")
+    for column in ("phone", "reason", "added (UTC)"):
+        table.add_column(column, overflow="fold")
+    for n in numbers:
+        added = n.added_at if n.added_at.tzinfo is None else n.added_at.astimezone(UTC)
+        table.add_row(n.phone, escape(n.reason or ""), added.strftime("%Y-%m-%d %H:%M:%S"))
     return table

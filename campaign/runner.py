@@ -21,9 +21,18 @@ import sqlalchemy as sa
 from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.config import duration_text
 from campaign.dispatcher import Dispatcher, DispatchSettings
+from campaign.eligibility import Cap
 from campaign.errors import CampaignBusy, InputError, NotFound, StoreUnavailable, UsageError
 from campaign.limiter import AccountLimiter
-from campaign.model import ALREADY_SENT, Recipient, RowEvent, RowState, SkippedRow
+from campaign.model import (
+    ALREADY_SENT,
+    FREQUENCY_CAP,
+    SUPPRESSED,
+    Recipient,
+    RowEvent,
+    RowState,
+    SkippedRow,
+)
 from campaign.patience import DEFAULT_PATIENCE, StorePatience
 from campaign.preflight import Preflight, check_account, check_tier
 from campaign.store import (
@@ -70,6 +79,7 @@ class SendSettings:
     store_patience: float = DEFAULT_PATIENCE  # seconds to wait for a failing store
     block_red: bool = False  # refuse a sender whose quality rating is RED
     allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
+    max_per_recipient: Cap | None = None  # the frequency cap across campaigns; None: none
 
 
 @dataclass(frozen=True)
@@ -310,6 +320,9 @@ class Validation:
     preflight: Preflight | None = None
     tier: str | None = None  # the sender's daily tier is too small for the file
     already_sent: AlreadySent | None = None  # with a key: the rows the guard will skip
+    suppressed: int | None = None  # with a key: the rows whose number is suppressed
+    capped: int | None = None  # with a key and a cap: the rows at --max-per-recipient
+    cap: Cap | None = None
 
 
 async def validate_file(
@@ -338,24 +351,38 @@ async def validate_file(
         tier = check_tier(
             preflight, loaded.valid_rows, allow_partial=settings.sending.allow_partial
         )
-    return Validation(loaded, preflight, tier, guard.found)
+    cap = settings.sending.max_per_recipient
+    capped = guard.capped if cap else None
+    return Validation(loaded, preflight, tier, guard.found, guard.suppressed, capped, cap)
 
 
 class GuardCount:
-    """Counts the rows of a file that the guard would skip today, a chunk at a time."""
+    """Counts the rows of a file that the eligibility rules would skip today, a chunk at
+    a time; each row once, by the first rule that refuses it (as a claim would)."""
 
     def __init__(
         self, store: Store, settings: RunSettings, sender_id: int, template_id: int
     ) -> None:
         self.store = store
         self.window = settings.sending.dedupe_window
-        account = account_id(settings.base_url, settings.api_key)
-        self.key = message_keyer(account, sender_id, template_id)
+        self.cap = settings.sending.max_per_recipient
+        self.account = account_id(settings.base_url, settings.api_key)
+        self.key = message_keyer(self.account, sender_id, template_id)
         self.found = AlreadySent(window=self.window)
+        self.suppressed = 0
+        self.capped = 0
 
     def __call__(self, chunk: Chunk) -> None:
-        keys = (self.key(r.phone, r.variables) for r in chunk.recipients)
-        self.found = self.found.plus(self.store.already_sent(keys, self.window))
+        rows = chunk.recipients
+        blocked = self.store.suppressed_among(self.account, [r.phone for r in rows])
+        self.suppressed += sum(r.phone in blocked for r in rows)
+        keyed = [(r, self.key(r.phone, r.variables)) for r in rows if r.phone not in blocked]
+        self.found = self.found.plus(self.store.already_sent([k for _, k in keyed], self.window))
+        if self.cap is not None:
+            sent = self.store.already_sent_keys([k for _, k in keyed], self.window)
+            rest = [r.phone for r, k in keyed if k not in sent]
+            counts = self.store.recent_sends(self.account, rest, self.cap.period)
+            self.capped += sum(counts[p] >= self.cap.messages for p in rest)
 
 
 def already_sent_text(found: AlreadySent) -> str:
@@ -369,6 +396,21 @@ def already_sent_text(found: AlreadySent) -> str:
         f"{rows} already sent to the same numbers with the same variables in the last "
         f"{duration_text(found.window)} ({campaigns} {names}); they will be skipped "
         f"({ALREADY_SENT})"
+    )
+
+
+def suppressed_text(rows: int) -> str:
+    """The opening summary's line on the rows skipped because their number is suppressed."""
+    rows_text = "1 row's number is" if rows == 1 else f"{rows} rows' numbers are"
+    return f"{rows_text} on this account's suppression list; they are skipped ({SUPPRESSED})"
+
+
+def capped_text(rows: int, cap: Cap) -> str:
+    """validate's line on the rows over the frequency cap today."""
+    rows_text = "1 row is" if rows == 1 else f"{rows} rows are"
+    return (
+        f"{rows_text} at the cap of {cap.messages} messages per {duration_text(cap.period)} "
+        f"to one number; they would be skipped ({FREQUENCY_CAP})"
     )
 
 
@@ -457,6 +499,9 @@ async def _dispatch(
         if notice:
             notice(f"{moved} rows put back to pending")
     await patient(store.set_status, campaign.id, "running")
+    suppressed = await patient(store.skip_suppressed, campaign.id)  # first: as a claim asks
+    if suppressed and notice:
+        notice(suppressed_text(suppressed))
     found = await patient(store.skip_already_sent, campaign.id, settings.sending.dedupe_window)
     if found.rows and notice:
         notice(already_sent_text(found))
@@ -470,6 +515,7 @@ async def _dispatch(
             max_in_flight=_max_in_flight(settings),
             max_attempts=settings.sending.max_attempts,
             dedupe_window=settings.sending.dedupe_window,
+            max_per_recipient=settings.sending.max_per_recipient,
         ),
         on_row,
         patience,
