@@ -602,7 +602,8 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
         f"{load.skipped_rows} skipped, {warnings} warnings"
         + (f", {already.rows} already sent" if already else "")
         + (f", {checked.suppressed} suppressed" if checked.suppressed is not None else "")
-        + (f", {checked.capped} at the frequency cap" if checked.capped is not None else "")
+        + (f", {checked.capped} at the frequency cap" if checked.capped is not None else ""),
+        soft_wrap=True,  # one line, whatever the terminal's width
     )
     if written:
         err.print(f"every problem is in {written}")

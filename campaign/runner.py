@@ -409,8 +409,8 @@ def capped_text(rows: int, cap: Cap) -> str:
     """validate's line on the rows over the frequency cap today."""
     rows_text = "1 row is" if rows == 1 else f"{rows} rows are"
     return (
-        f"{rows_text} at the cap of {cap.messages} messages per {duration_text(cap.period)} "
-        f"to one number; they would be skipped ({FREQUENCY_CAP})"
+        f"{rows_text} at the cap of {cap.messages} message{'s' if cap.messages != 1 else ''} "
+        f"per {duration_text(cap.period)} to one number; they would be skipped ({FREQUENCY_CAP})"
     )
 
 
