@@ -79,7 +79,8 @@ class Eligibility:
         """The first rule that refuses the row, in the claim's transaction; None: send it."""
         if row.account is None:  # stored before accounts were recorded: nothing to compare
             return None
-        if conn.dialect.name == "postgresql":  # held until the claim's transaction ends
+        counts_others = self.dedupe_window > 0 or self.cap is not None
+        if counts_others and conn.dialect.name == "postgresql":  # held until the claim ends
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(row)})
         for rule in RULES:
             refusal = rule(self, conn, row, now)

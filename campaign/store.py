@@ -978,9 +978,15 @@ class Store:
         """Put numbers (E.164) on the account's list; how many were new. A number already
         there keeps its first reason and date."""
         wanted = list(dict.fromkeys(phones))
+        try:
+            return self._add_suppressions(account, wanted, reason)
+        except sa.exc.IntegrityError:  # another command added one of them meanwhile
+            return self._add_suppressions(account, wanted, reason)  # it sees them now
+
+    def _add_suppressions(self, account: str, phones: list[str], reason: str | None) -> int:
         added = 0
         with self._writer.begin() as conn:
-            for chunk in _chunks(wanted, GUARD_CHUNK):
+            for chunk in _chunks(phones, GUARD_CHUNK):
                 there = set(conn.scalars(_suppressions_of(account, chunk, Suppression.phone)))
                 new = [p for p in chunk if p not in there]
                 if new:

@@ -313,6 +313,22 @@ def test_a_cap_of_1_per_24h_stops_a_second_campaign(api, tmp_path, db_path):
     assert status["errors"] == [{"state": "skipped", "error_code": FREQUENCY_CAP, "rows": 2}]
 
 
+def test_retry_takes_the_cap_too(api, tmp_path, db_path):
+    """`retry --already-sent --max-per-recipient 1/24h`: the guard is off for the retry,
+    the cap is not, so those rows end FREQUENCY_CAP and nobody gets a second message."""
+    first = write_csv(tmp_path / "a.csv", phones(0, 1))
+    assert cli.invoke(app, ["run", str(first), *send_args(db_path)]).exit_code == 0
+    copy = write_csv(tmp_path / "b.csv", phones(0, 1))
+    assert cli.invoke(app, ["run", str(copy), *send_args(db_path), "--name", "b"]).exit_code == 0
+    result = cli.invoke(
+        app,
+        ["retry", "b", "--already-sent", "--yes", "--db", db_path, "--max-per-recipient", "1/24h"],
+    )
+    assert result.exit_code == 0, result.output
+    assert {state[:2] for state in rows_of(db_path, "b").values()} == {("skipped", FREQUENCY_CAP)}
+    assert sorted(api.counts_by_phone().values()) == [1, 1]
+
+
 def test_the_cap_counts_what_may_have_reached_within_the_period(db_path):
     """3/7d: sent, unknown and sending rows within 7 days count, in any campaign; failed
     rows and older sends do not."""
