@@ -825,7 +825,10 @@ def suppress_add(
     base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
 ) -> None:
-    """Put numbers on the suppression list: from now on no run messages them."""
+    """Put numbers on the suppression list.
+
+    From now on no run messages them, also a run already going.
+    """
     done = optouts.add(the_account(db, base_url, api_key_file), phones, reason, default_region)
     out.print(f"{done.added} added, {done.already} already on the list", highlight=False)
 
@@ -875,7 +878,10 @@ def suppress_remove(
     base_url: BaseUrlOption = DEFAULT_BASE_URL,
     api_key_file: KeyFileOption = None,
 ) -> None:
-    """Take numbers off the suppression list: later runs may message them again."""
+    """Take numbers off the suppression list.
+
+    Later runs may message them again.
+    """
     account = the_account(db, base_url, api_key_file)
     removed, absent = optouts.remove(account, phones, default_region)
     out.print(f"{removed} removed, {absent} not on the list", highlight=False)
