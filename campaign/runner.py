@@ -10,6 +10,7 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.config import duration_text
 from campaign.dispatcher import Dispatcher, DispatchSettings
-from campaign.eligibility import Cap
+from campaign.eligibility import Cap, cap_text
 from campaign.errors import CampaignBusy, InputError, NotFound, StoreUnavailable, UsageError
 from campaign.limiter import AccountLimiter
 from campaign.model import (
@@ -405,12 +406,12 @@ def suppressed_text(rows: int) -> str:
     return f"{rows_text} on this account's suppression list; they are skipped ({SUPPRESSED})"
 
 
-def capped_text(rows: int, cap: Cap) -> str:
-    """validate's line on the rows over the frequency cap today."""
+def capped_text(rows: int, cap: Cap, are: str = "would be") -> str:
+    """The line on the rows at the frequency cap: the run's opening one, or validate's."""
     rows_text = "1 row is" if rows == 1 else f"{rows} rows are"
     return (
         f"{rows_text} at the cap of {cap.messages} message{'s' if cap.messages != 1 else ''} "
-        f"per {duration_text(cap.period)} to one number; they would be skipped ({FREQUENCY_CAP})"
+        f"per {duration_text(cap.period)} to one number; they {are} skipped ({FREQUENCY_CAP})"
     )
 
 
@@ -505,6 +506,12 @@ async def _dispatch(
     found = await patient(store.skip_already_sent, campaign.id, settings.sending.dedupe_window)
     if found.rows and notice:
         notice(already_sent_text(found))
+    cap = settings.sending.max_per_recipient
+    if cap is not None:
+        why = partial(cap_text, cap=cap)
+        capped = await patient(store.skip_capped, campaign.id, cap.messages, cap.period, why)
+        if capped and notice:
+            notice(capped_text(capped, cap, "are"))
     if on_start:
         on_start(campaign, await patient(store.counts, campaign.id, read=True))
     dispatcher = Dispatcher(

@@ -48,6 +48,7 @@ from campaign.config import duration_text
 from campaign.errors import StoreError, StoreUnavailable
 from campaign.model import (
     ALREADY_SENT,
+    FREQUENCY_CAP,
     SUPPRESSED,
     Fate,
     Recipient,
@@ -329,6 +330,9 @@ class Refusal:
 
     code: str
     reason: str
+
+
+Reason = Callable[[int], str]  # a refusal's sentence from a count
 
 
 class ClaimRules(Protocol):
@@ -1059,6 +1063,44 @@ class Store:
                         dict(row_id=row_id, why=suppressed_text(reason, added_at))
                         for row_id, reason, added_at in found
                     ],
+                )
+        return len(found)
+
+    def skip_capped(self, campaign_id: int, messages: int, period: float, why: Reason) -> int:
+        """Skip, in bulk, the pending rows whose number already had `messages` messages
+        from the account within `period` seconds, in any campaign; how many. `why` gives
+        each row's reason from its count (see eligibility.over_cap, which `claim` asks
+        again as it goes: this pass spares a big file one durable commit per capped row).
+        """
+        since = time.time() - period
+        earlier = sa.orm.aliased(Row)
+        with self._writer.begin() as conn:
+            account = conn.scalar(select(Campaign.account).where(Campaign.id == campaign_id))
+            found = conn.execute(
+                select(Row.id, func.count(earlier.id))
+                .join(earlier, earlier.phone == Row.phone)
+                .join(Campaign, Campaign.id == earlier.campaign_id)
+                .where(
+                    Row.campaign_id == campaign_id,
+                    Row.state == RowState.PENDING,
+                    earlier.claimed_at >= since,
+                    earlier.state.in_(MAY_HAVE_SENT),
+                    Campaign.account == account,
+                )
+                .group_by(Row.id)
+                .having(func.count(earlier.id) >= messages)
+            ).all()
+            if found:
+                conn.execute(
+                    update(Row)
+                    .where(Row.id == sa.bindparam("row_id"), Row.state == RowState.PENDING)
+                    .values(
+                        state=RowState.SKIPPED,
+                        error_code=FREQUENCY_CAP,
+                        error_message=sa.bindparam("why"),
+                        updated_at=utcnow(),
+                    ),
+                    [dict(row_id=row_id, why=why(count)) for row_id, count in found],
                 )
         return len(found)
 

@@ -313,6 +313,42 @@ def test_a_cap_of_1_per_24h_stops_a_second_campaign(api, tmp_path, db_path):
     assert status["errors"] == [{"state": "skipped", "error_code": FREQUENCY_CAP, "rows": 2}]
 
 
+@pytest.mark.anyio
+async def test_the_capped_rows_are_skipped_before_the_first_send(tmp_path, db_path):
+    """A second campaign to the same 30 people: their rows are skipped FREQUENCY_CAP in one
+    pass when the run starts (the opening counts and lines show them), not claim by claim."""
+    sandbox = fake.Sandbox(rate=50)
+    settings = settings_for(db_path, rate=50, max_per_recipient=Cap(1, DAY))
+    await run_campaign(
+        write_csv(tmp_path / "a.csv", phones(*range(30))),
+        SENDER,
+        TEMPLATE,
+        settings,
+        transport=in_process(sandbox),
+    )
+    second = tmp_path / "b.csv"
+    second.write_text("phone,name\n" + "".join(f"{p},N\n" for p in phones(*range(32))))
+    opening: list[dict[str, int]] = []
+    notices: list[str] = []
+    again = await run_campaign(
+        second,
+        SENDER,
+        PLAIN_TEMPLATE,
+        settings,
+        transport=in_process(sandbox),
+        on_start=lambda campaign, counts: opening.append(counts),
+        on_notice=notices.append,
+    )
+    assert (opening[0]["skipped"], opening[0]["pending"]) == (30, 2)
+    assert (
+        "30 rows are at the cap of 1 message per 1 day to one number; they are skipped "
+        "(FREQUENCY_CAP)" in notices
+    )
+    assert (again.counts["sent"], again.counts["skipped"]) == (2, 30)
+    assert rows_of(db_path, again.campaign.name)[phone(0)][2].startswith("1 message to")
+    assert len(sandbox.messages) == 32
+
+
 def test_retry_takes_the_cap_too(api, tmp_path, db_path):
     """`retry --already-sent --max-per-recipient 1/24h`: the guard is off for the retry,
     the cap is not, so those rows end FREQUENCY_CAP and nobody gets a second message."""
