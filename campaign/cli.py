@@ -21,7 +21,17 @@ from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.markup import escape  # server and file text is printed as written, never as markup
 
-from campaign import catalog, daytime, deliveries, display, report, runner, trial
+from campaign import (
+    catalog,
+    daytime,
+    deliveries,
+    display,
+    eligibility,
+    optouts,
+    report,
+    runner,
+    trial,
+)
 from campaign import config as config_module
 from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, PreflightError, StoreUnavailable, UsageError
@@ -139,6 +149,15 @@ WaitOption = Annotated[
     bool,
     typer.Option(
         "--wait", help="With --send-window: sleep until the next window opens, not exit 6."
+    ),
+]
+CapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-per-recipient",
+        metavar="N/PERIOD",
+        help="Skip a row whose number had N messages from this account within PERIOD, in "
+        "any campaign of the store (sent, unknown or being sent): 1/24h, 3/7d.",
     ),
 ]
 StorePatienceOption = Annotated[
@@ -317,6 +336,7 @@ def run(
     send_window: SendWindowOption = None,
     default_timezone: DefaultTimezoneOption = None,
     wait: WaitOption = False,
+    max_per_recipient: CapOption = None,
 ) -> None:
     """Send the template to every recipient of a file; run it again to resume.
 
@@ -328,6 +348,11 @@ def run(
     stayed unavailable (what it could not record is printed on stderr as JSON lines),
     6 finished for now (the rest waits for the recipients' daytime, see --send-window:
     run again later, or pass --wait), 130 interrupted.
+
+    A number on the account's suppression list is never messaged (SUPPRESSED; see
+    `campaign suppress`), and with --max-per-recipient a number that had enough messages
+    lately, in any campaign, is skipped (FREQUENCY_CAP). Both are decided as each row is
+    claimed, so a number suppressed during the run is not messaged after that moment.
     """
     setup_logging(verbose, quiet, log_format)
     for flag, value in (
@@ -354,6 +379,7 @@ def run(
         block_red=block_red,
         allow_partial=allow_partial,
         **daytime_settings(send_window, default_timezone, wait),
+        max_per_recipient=cap_of(max_per_recipient),
     )
     settings = run_settings(api_key_file, db, base_url, sending, loading)
     sender, template = resolve_ids(settings, sender_id, template_id)
@@ -386,6 +412,11 @@ def daytime_settings(
         default_timezone=default_timezone and daytime.check_zone(default_timezone),
         wait_for_daytime=wait,
     )
+
+
+def cap_of(text: str | None) -> eligibility.Cap | None:
+    """--max-per-recipient N/PERIOD, if given."""
+    return eligibility.parse_cap(text) if text else None
 
 
 def run_settings(
@@ -428,11 +459,15 @@ def resume(
     send_window: SendWindowOption = None,
     default_timezone: DefaultTimezoneOption = None,
     wait: WaitOption = False,
+    max_per_recipient: CapOption = None,
 ) -> None:
     """Go on with a stored campaign's pending rows; no file needed (exit codes as `run`)."""
     setup_logging(verbose, quiet, log_format)
     daytime_fields = daytime_settings(send_window, default_timezone, wait)
-    sending = send_settings(rate, timeout, dedupe_window, store_patience, **daytime_fields)
+    cap = cap_of(max_per_recipient)
+    sending = send_settings(
+        rate, timeout, dedupe_window, store_patience, max_per_recipient=cap, **daytime_fields
+    )
     settings = run_settings(api_key_file, db, base_url, sending)
     finish(send_with_progress(runner.resume_campaign, name, settings, quiet=quiet))
 
@@ -472,6 +507,7 @@ def retry(
     send_window: SendWindowOption = None,
     default_timezone: DefaultTimezoneOption = None,
     wait: WaitOption = False,
+    max_per_recipient: CapOption = None,
 ) -> None:
     """Put failed (or unknown, or already sent) rows back to pending and send them.
 
@@ -490,7 +526,10 @@ def retry(
         confirm_second_message(yes, "rows skipped as ALREADY_SENT were sent by another campaign")
         dedupe_window = "0"  # else the check would skip them again
     daytime_fields = daytime_settings(send_window, default_timezone, wait)
-    sending = send_settings(rate, timeout, dedupe_window, store_patience, **daytime_fields)
+    cap = cap_of(max_per_recipient)
+    sending = send_settings(
+        rate, timeout, dedupe_window, store_patience, max_per_recipient=cap, **daytime_fields
+    )
     settings = run_settings(api_key_file, db, base_url, sending)
     if failed:
         retry_rows = runner.Retry((RowState.FAILED,), code)
@@ -536,13 +575,16 @@ def validate(
     block_red: BlockRedOption = False,
     allow_partial: AllowPartialOption = False,
     dedupe_window: DedupeOption = DEDUPE_DEFAULT,
+    max_per_recipient: CapOption = None,
 ) -> None:
     """Find every problem of a recipients file before anything is sent.
 
     Each problem names its spreadsheet row (the header is row 1). With --sender-id,
     --template-id and an API key, also checks the sender, the template, the tier and the
-    balance, counts the rows the store (--db) shows were already sent (ALREADY_SENT), and
-    shows the first valid row's message and the longest one (against 1,024 characters).
+    balance, counts the rows the store (--db) shows were already sent (ALREADY_SENT),
+    whose number is suppressed (SUPPRESSED) or, with --max-per-recipient, at the cap
+    (FREQUENCY_CAP), and shows the first valid row's message and the longest one
+    (against 1,024 characters).
     Exit 0 when no row is invalid (skipped duplicates are fine), 2 otherwise. Those
     requests take turns of the account's rate, shared through the store with any run
     in progress.
@@ -563,6 +605,7 @@ def validate(
             dedupe_window=config_module.parse_duration(dedupe_window),
             block_red=block_red,
             allow_partial=allow_partial,
+            max_per_recipient=cap_of(max_per_recipient),
         ),
     )
     names = [v.strip() for v in variables.split(",")] if variables else None
@@ -590,6 +633,8 @@ def validate(
                     "invalid_rows": 0,
                     "skipped_rows": 0,
                     "already_sent_rows": None,
+                    "suppressed_rows": None,
+                    "frequency_capped_rows": None,
                     "problems": [
                         {"row": None, "column": None, "code": "preflight", "message": str(exc)}
                     ],
@@ -605,6 +650,7 @@ def validate(
         summary = report.validation_summary(load, checked.already_sent)
         if checked.preview:
             summary["preview"] = checked.preview.as_json()
+        summary |= report.eligibility_summary(checked.suppressed, checked.capped)
         print(json.dumps(summary))
     else:
         render_validation(checked, [*notices, *load.notices], problems)
@@ -649,6 +695,10 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
     already = checked.already_sent
     if already and already.rows:
         err.print(runner.already_sent_text(already), highlight=False)
+    if checked.suppressed:
+        err.print(runner.suppressed_text(checked.suppressed), highlight=False)
+    if checked.capped and checked.cap:
+        err.print(runner.capped_text(checked.capped, checked.cap), highlight=False)
     shown = [p for p in load.problems if p.severity != Severity.SKIP] or load.problems
     if shown:
         err.print(display.problems_table(shown))
@@ -658,6 +708,9 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
         f"{load.valid_rows} valid, {load.invalid_rows} invalid, "
         f"{load.skipped_rows} skipped, {warnings} warnings"
         + (f", {already.rows} already sent" if already else "")
+        + (f", {checked.suppressed} suppressed" if checked.suppressed is not None else "")
+        + (f", {checked.capped} at the frequency cap" if checked.capped is not None else ""),
+        soft_wrap=True,  # one line, whatever the terminal's width
     )
     if written:
         err.print(f"every problem is in {written}")
@@ -1101,3 +1154,110 @@ def read_secret(path: Path | None, env: str, what: str) -> str | None:
     if not value:
         raise UsageError(f"the {what} file {path} is empty")
     return value
+
+
+suppress_app = typer.Typer(
+    help="The account's suppression list: numbers that are never messaged (SUPPRESSED).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(suppress_app, name="suppress")
+PhonesArgument = Annotated[
+    list[str], typer.Argument(metavar="PHONE...", help="Numbers, best in E.164 (+447700900123).")
+]
+ReasonOption = Annotated[
+    str | None, typer.Option(metavar="TEXT", help="Why, e.g. 'replied STOP' (kept with each).")
+]
+
+
+def the_account(db: str | None, base_url: str, api_key_file: Path | None) -> optouts.Account:
+    """The list's account: the API's address and key (the key only names it; never stored)."""
+    return optouts.Account(db, base_url, read_api_key(api_key_file))
+
+
+@suppress_app.command("add")
+@friendly
+def suppress_add(
+    phones: PhonesArgument,
+    reason: ReasonOption = None,
+    default_region: RegionOption = None,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """Put numbers on the suppression list.
+
+    From now on no run messages them, also a run already going.
+    """
+    done = optouts.add(the_account(db, base_url, api_key_file), phones, reason, default_region)
+    out.print(f"{done.added} added, {done.already} already on the list", highlight=False)
+
+
+@suppress_app.command("import")
+@friendly
+def suppress_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV or XLSX with a phone column.")],
+    reason: ReasonOption = None,
+    default_region: RegionOption = None,
+    encoding: EncodingOption = None,
+    delimiter: DelimiterOption = None,
+    sheet: SheetOption = None,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """Put every number of a file's phone column on the suppression list.
+
+    The file is read as `run` reads recipients. Rows whose number cannot be read are
+    listed by row and not added (exit 2); the others are added all the same.
+    """
+    done = optouts.import_file(
+        the_account(db, base_url, api_key_file),
+        file,
+        reason,
+        default_region=default_region,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+    )
+    if done.bad_rows:
+        err.print(display.problems_table(done.bad_rows))
+    out.print(f"{done.added} added, {done.already} already on the list", highlight=False)
+    if done.bad_rows:
+        rows = len({p.row for p in done.bad_rows})
+        err.print(f"{rows} rows were not added: their number cannot be read", highlight=False)
+        raise typer.Exit(2)
+
+
+@suppress_app.command("remove")
+@friendly
+def suppress_remove(
+    phones: PhonesArgument,
+    default_region: RegionOption = None,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """Take numbers off the suppression list.
+
+    Later runs may message them again.
+    """
+    account = the_account(db, base_url, api_key_file)
+    removed, absent = optouts.remove(account, phones, default_region)
+    out.print(f"{removed} removed, {absent} not on the list", highlight=False)
+
+
+@suppress_app.command("list")
+@friendly
+def suppress_list(
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout.")] = False,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """The suppression list of the account, oldest first."""
+    numbers = optouts.listing(the_account(db, base_url, api_key_file))
+    if as_json:
+        print(json.dumps([report.suppression_line(n) for n in numbers], indent=2))
+        return
+    out.print(display.suppressions_table(numbers))

@@ -45,6 +45,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "store_patience": (int, float),
     "send_window": str,
     "default_timezone": str,
+    "max_per_recipient": str,
 }
 PATH_KEYS = ("recipients", "api_key_file", "db")
 
