@@ -180,7 +180,7 @@ def map_columns(
         found, claimed = _template_variables(header, normed, variables, problems, chosen)
     else:
         chosen_keys = {
-            var.strip(): named_column(header, column, f"--var {short(var, 40)}")
+            var.strip(): named_column(header, column, f"--var {short(var, 40)}=")
             for var, column in choice.variables
         }
         found, claimed = _every_other_column(header, used, problems, chosen_keys)
@@ -203,16 +203,13 @@ def named_column(header: list[str], wanted: str, option: str) -> int:
     matches = exact or loose
     if len(matches) == 1 and norm_header(wanted):
         return matches[0]
+    given = f'{option}{"" if option.endswith("=") else " "}"{short(wanted, 40)}"'
     if not matches or not norm_header(wanted):
         raise UsageError(
-            f'{option} "{short(wanted, 40)}": the file has no such column; the headers '
-            f"found are: {list_headers(header)}"
+            f"{given}: the file has no such column; the headers found are: {list_headers(header)}"
         )
     names = ", ".join(f"{column_letter(k)}" for k in matches)
-    raise UsageError(
-        f'{option} "{short(wanted, 40)}": several columns are named so (columns {names}); '
-        "rename all but one"
-    )
+    raise UsageError(f"{given}: several columns are named so (columns {names}); rename all but one")
 
 
 def _chosen_name(header: list[str], chosen: str) -> tuple[list[int], NamePattern | None]:
@@ -264,7 +261,7 @@ def _chosen_positions(
                 f"--var {short(var, 40)}={short(column, 40)}: the template has no variable "
                 f'"{short(var, 40)}"; its variables are: {listed or "none"}'
             )
-        positions[matches[0]] = named_column(header, column, f"--var {short(var, 40)}")
+        positions[matches[0]] = named_column(header, column, f"--var {short(var, 40)}=")
     return positions
 
 
