@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
 MONTHS = (
@@ -44,30 +44,25 @@ COLORS = {"black", "blue", "cyan", "green", "magenta", "red", "white", "yellow"}
 ENGLISH_LANGUAGE = 0x09
 
 # How each token renders, by letter and the length of its run (the last entry serves longer
-# runs). A token is (letter, length); "M" is minutes.
-RENDER = {
-    "y": (
-        lambda t: f"{t.year % 100:02d}",
-        lambda t: f"{t.year % 100:02d}",
-        lambda t: f"{t.year:04d}",
-    ),
-    "e": (lambda t: f"{t.year}",),
-    "m": (
-        lambda t: str(t.month),
-        lambda t: f"{t.month:02d}",
-        lambda t: MONTHS[t.month - 1][:3],
-        lambda t: MONTHS[t.month - 1],
-        lambda t: MONTHS[t.month - 1][0],
-    ),
-    "d": (
-        lambda t: str(t.day),
-        lambda t: f"{t.day:02d}",
-        lambda t: DAYS[t.weekday()][:3],
-        lambda t: DAYS[t.weekday()],
-    ),
-    "M": (lambda t: str(t.minute), lambda t: f"{t.minute:02d}"),
-    "s": (lambda t: str(t.second), lambda t: f"{t.second:02d}"),
+# runs): a str.format field over render()'s arguments, which are
+#   0 the moment, 1 its year's last two digits, 2 the month's name, 3 the day's name,
+#   4 the hour on a 12-hour clock, 5 AM or PM, 6 am or pm, 7 the microseconds, 6 digits.
+# A token is (letter, length); "M" is minutes, "H" the hour beside an AM/PM.
+FIELDS = {
+    "y": ("{1:02d}", "{1:02d}", "{0.year:04d}"),
+    "e": ("{0.year}",),
+    "m": ("{0.month}", "{0.month:02d}", "{2:.3}", "{2}", "{2:.1}"),
+    "d": ("{0.day}", "{0.day:02d}", "{3:.3}", "{3}"),
+    "h": ("{0.hour}", "{0.hour:02d}"),
+    "H": ("{4}", "{4:02d}"),
+    "M": ("{0.minute}", "{0.minute:02d}"),
+    "s": ("{0.second}", "{0.second:02d}"),
+    "a": ("{5}",),  # AM/PM
+    "P": ("{5:.1}",),  # A/P
+    "p": ("{6:.1}",),  # a/p
+    "f": ("{7:.1}", "{7:.2}", "{7:.3}", "{7:.4}", "{7:.5}", "{7:.6}"),  # after a "."
 }
+MOMENTS = (datetime, date, time)  # a tuple: isinstance is slower with a union
 DATE_LETTERS = "ymde"
 TIME_LETTERS = "hMs"
 
@@ -79,32 +74,38 @@ class DateFormat:
     """A compiled date/time format: render(value) gives the text Excel shows."""
 
     code: str
-    parts: tuple[Part, ...]
+    template: str  # a str.format template (see FIELDS)
     shows_date: bool
     shows_time: bool
     why: str = ""  # why Excel's look cannot be rendered here ("" when it can)
+    fraction_digits: int = 0  # of the seconds shown
 
     @property
     def faithful(self) -> bool:
         return not self.why
 
     def render(self, value: datetime | date | time) -> str:
-        moment = _as_datetime(value)
-        if self.shows_time:  # a date alone is not rounded up to the next day
-            moment = _rounded(moment, self._fraction_digits())
-        twelve_hour = any(isinstance(p, tuple) and p[0] in "apP" for p in self.parts)
-        return "".join(_part(p, moment, twelve_hour) for p in self.parts)
-
-    def _fraction_digits(self) -> int:
-        return max((p[1] for p in self.parts if isinstance(p, tuple) and p[0] == "f"), default=0)
+        moment = value if value.__class__ is datetime else _as_datetime(value)
+        if self.shows_time and moment.microsecond:  # a date alone is not rounded up
+            moment = _rounded(moment, self.fraction_digits)
+        hour, pm = moment.hour % 12 or 12, moment.hour >= 12
+        return self.template.format(
+            moment,
+            moment.year % 100,
+            MONTHS[moment.month - 1],
+            DAYS[moment.weekday()],
+            hour,
+            "PM" if pm else "AM",
+            "pm" if pm else "am",
+            f"{moment.microsecond:06d}" if self.fraction_digits else "",
+        )
 
 
 def date_format(code: str, format_id: int | None = None) -> DateFormat:
     """The format of a cell (its number_format, and its built-in id if it has one)."""
     if format_id in LOCALE_SHORT_DATE_IDS:
-        parsed = _compiled(code)
         why = "Excel shows it in each reader's own short-date style"
-        return DateFormat(code, parsed.parts, parsed.shows_date, parsed.shows_time, why)
+        return replace(_compiled(code), why=why)
     return _compiled(code)
 
 
@@ -112,12 +113,16 @@ def date_format(code: str, format_id: int | None = None) -> DateFormat:
 def _compiled(code: str) -> DateFormat:
     parts, why = _tokens(_first_section(code))
     parts = _minutes(parts)
-    letters = {p[0] for p in parts if isinstance(p, tuple)}
+    tokens = [p for p in parts if isinstance(p, tuple)]
+    letters = {letter for letter, _ in tokens}
     shows_date = bool(letters & set(DATE_LETTERS))
     shows_time = bool(letters & set(TIME_LETTERS + "h"))
     if not (shows_date or shows_time) and not why:
         why = "it shows no date or time"
-    return DateFormat(code, tuple(parts), shows_date, shows_time, why)
+    twelve_hour = bool(letters & set("apP"))
+    template = "".join(_field(p, twelve_hour) for p in parts)
+    digits = max((length for letter, length in tokens if letter == "f"), default=0)
+    return DateFormat(code, template, shows_date, shows_time, why, digits)
 
 
 def _first_section(code: str) -> str:
@@ -159,7 +164,7 @@ def _tokens(section: str) -> tuple[list[Part], str]:
             why = why or problem
         elif kind == "ampm":
             parts.append(
-                ("a", 5) if len(text) == 5 else ("p", 0) if text[0].islower() else ("P", 0)
+                ("a", 1) if len(text) == 5 else ("p", 1) if text[0].islower() else ("P", 1)
             )
         elif kind == "run":
             parts.append((text[0].lower(), len(text)))
@@ -233,22 +238,16 @@ def _rounded(moment: datetime, digits: int) -> datetime:
     return moment.replace(microsecond=0) + timedelta(microseconds=rounded)
 
 
-def _part(part: Part, moment: datetime, twelve_hour: bool) -> str:
+def _field(part: Part, twelve_hour: bool) -> str:
+    """A part as a piece of render()'s template: its text (braces doubled), or a field."""
     if isinstance(part, str):
-        return part
+        return part.replace("{", "{{").replace("}", "}}")
     letter, length = part
-    if letter == "h":
-        hour = moment.hour % 12 or 12 if twelve_hour else moment.hour
-        return f"{hour:02d}" if length > 1 else str(hour)
-    if letter == "a":
-        return "PM" if moment.hour >= 12 else "AM"
-    if letter in "pP":
-        mark = "P" if moment.hour >= 12 else "A"
-        return mark.lower() if letter == "p" else mark
-    if letter == "f":
-        return "." + f"{moment.microsecond:06d}"[:length]
-    renderings = RENDER[letter]
-    return renderings[min(length, len(renderings)) - 1](moment)
+    if letter == "h" and twelve_hour:
+        letter = "H"
+    fields = FIELDS[letter]
+    field = fields[min(length, len(fields)) - 1]
+    return "." + field if letter == "f" else field
 
 
 @dataclass(frozen=True)
@@ -260,10 +259,12 @@ class DateChoice:
 
     def text(self, value: object, shown: DateFormat) -> str | None:
         """A date or time cell's text; None when neither a pattern nor its format says it."""
-        if not isinstance(value, datetime | date | time):
+        if not isinstance(value, MOMENTS):
             return None  # an elapsed time (timedelta): no pattern applies
+        if self.date_format is None and self.time_format is None:  # most files: fast
+            return None if shown.why else shown.render(value)
         as_date = shown.shows_date or (not shown.shows_time and not isinstance(value, time))
         pattern = self.date_format if as_date else self.time_format
         if pattern:
             return value.strftime(pattern)
-        return shown.render(value) if shown.faithful else None
+        return None if shown.why else shown.render(value)
