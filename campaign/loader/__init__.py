@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from campaign.errors import UsageError
 from campaign.loader import rules
 from campaign.loader.checking import Chunk, RowChecker
 from campaign.loader.excel_dates import DateChoice
@@ -221,8 +222,9 @@ class Reading:
             table = read_table(path, encoding, delimiter, sheet, self.notices, dates)
             # The first block is read now: a small file's every reading problem (an unclosed
             # quote, say) comes before any about its headers.
-            first = next(table.blocks, None)
-            table.blocks = itertools.chain([first] if first else [], table.blocks)
+            blocks = table.blocks
+            first = next(blocks, None)
+            table.blocks = itertools.chain([first] if first else [], blocks)
             self._table = table
             mapped, problems = map_columns(
                 table.header, variables, name_fallback or None, columns, self.notices
@@ -230,6 +232,11 @@ class Reading:
         except FileError as exc:
             self._stop(exc)
             return
+        except UsageError:  # a column the user named is not there: the file is closed
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+            raise
         self.file_problems += problems
         too_long = rules.fallback_too_long(name_fallback)
         if too_long is not None:
