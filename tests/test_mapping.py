@@ -152,11 +152,14 @@ def test_a_name_pattern(tmp_path):
         ["phone", "First Name", "Last Name", "Title"],
         [phone(1), "Ann", "Lee", "Dr"],
         [phone(2), "Bob", "", ""],
+        [phone(3), "", "", ""],
     )
     loaded = load_recipients(
         path, variables=[], columns=ColumnChoice(name="{title} {Last Name}, {first name}")
     )
     assert [r.name for r in loaded.recipients] == ["Dr Lee, Ann", ", Bob"]
+    [problem] = loaded.problems  # every part empty: no name, not ","
+    assert (problem.row, problem.code) == (4, "missing_name")
 
 
 def test_var_keys_a_column_when_the_template_is_unknown(tmp_path):

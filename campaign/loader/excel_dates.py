@@ -104,7 +104,7 @@ class DateFormat:
 def date_format(code: str, format_id: int | None = None) -> DateFormat:
     """The format of a cell (its number_format, and its built-in id if it has one)."""
     if format_id in LOCALE_SHORT_DATE_IDS:
-        why = "Excel shows it in each reader's own short-date style"
+        why = "the built-in short date, which each reader's Excel shows its own way"
         return replace(_compiled(code), why=why)
     return _compiled(code)
 

@@ -76,9 +76,14 @@ class NamePattern:
         return {p for p in self.parts if isinstance(p, int)}
 
     def names(self, columns: list[list[str]], rows: int) -> list[str]:
-        """Each row's name; runs of spaces are one, so an empty part leaves no gap."""
+        """Each row's name; runs of spaces are one, so an empty part leaves no gap. A row
+        whose every column is empty has no name (not the pattern's bare text)."""
         pieces = [[p] * rows if isinstance(p, str) else columns[p] for p in self.parts]
-        return [" ".join("".join(row).split()) for row in zip(*pieces, strict=True)]
+        named = zip(*(columns[k] for k in sorted(self.columns)), strict=True)
+        return [
+            " ".join("".join(row).split()) if any(v.strip() for v in values) else ""
+            for row, values in zip(zip(*pieces, strict=True), named, strict=True)
+        ]
 
 
 @dataclass(frozen=True)

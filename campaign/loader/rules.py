@@ -74,9 +74,9 @@ def unrendered_dates(header: list[str], formats: dict[int, tuple[str, str]]) -> 
                 heading,
                 code,
                 "unrendered_date_format",
-                f'the dates of column "{short(heading, 40)}" (format "{short(code, 40)}") cannot '
-                f"be shown as Excel shows them: {why}; they are sent as ISO text (2026-01-15, "
-                "09:30:00) unless --date-format / --time-format give a pattern (e.g. %d/%m/%Y)",
+                f'dates formatted "{short(code, 40)}" cannot be shown as Excel shows them '
+                f"({why}): they are sent as ISO text (2026-01-15); --date-format or "
+                "--time-format chooses a pattern (e.g. %d/%m/%Y)",
                 Severity.WARNING,
             )
         )
