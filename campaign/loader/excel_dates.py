@@ -109,7 +109,7 @@ def date_format(code: str, format_id: int | None = None) -> DateFormat:
     return _compiled(code)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # a workbook holds a few formats
 def _compiled(code: str) -> DateFormat:
     parts, why = _tokens(_first_section(code))
     parts = _minutes(parts)
