@@ -111,6 +111,29 @@ DelimiterOption = Annotated[
 SheetOption = Annotated[
     str | None, typer.Option(metavar="NAME", help="The XLSX sheet (default: the first).")
 ]
+PhoneColumnOption = Annotated[
+    str | None, typer.Option(metavar="COLUMN", help="The phone column, when the guess is wrong.")
+]
+NameColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="COLUMN", help='The name column, or a pattern: "{First Name} {Last Name}".'
+    ),
+]
+VarOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--var", metavar="VARIABLE=COLUMN", help="A template variable's column (repeatable)."
+    ),
+]
+DateFormatOption = Annotated[
+    str | None,
+    typer.Option(metavar="PATTERN", help="XLSX dates as this strftime pattern, e.g. %d/%m/%Y."),
+]
+TimeFormatOption = Annotated[
+    str | None,
+    typer.Option(metavar="PATTERN", help="XLSX times of day as this strftime pattern, e.g. %H:%M."),
+]
 SkipInvalidOption = Annotated[
     bool, typer.Option(help="Skip invalid rows (recorded as skipped) instead.")
 ]
@@ -325,6 +348,11 @@ def run(
     encoding: EncodingOption = None,
     delimiter: DelimiterOption = None,
     sheet: SheetOption = None,
+    phone_column: PhoneColumnOption = None,
+    name_column: NameColumnOption = None,
+    column_vars: VarOption = None,
+    date_format: DateFormatOption = None,
+    time_format: TimeFormatOption = None,
     skip_invalid: SkipInvalidOption = False,
     block_red: BlockRedOption = False,
     allow_partial: AllowPartialOption = False,
@@ -369,6 +397,7 @@ def run(
         delimiter=delimiter,
         sheet=sheet,
         skip_invalid=skip_invalid,
+        **column_settings(phone_column, name_column, column_vars, date_format, time_format),
     )
     sending = send_settings(
         rate,
@@ -387,6 +416,32 @@ def run(
         runner.run_campaign, recipients, sender, template, settings, name=name, quiet=quiet
     )
     finish(result)
+
+
+def column_settings(
+    phone_column: str | None,
+    name_column: str | None,
+    column_vars: list[str] | None,
+    date_format: str | None,
+    time_format: str | None,
+) -> dict[str, Any]:
+    """LoadSettings' column and date fields, from their flags (--var is VARIABLE=COLUMN)."""
+    pairs = []
+    for given in column_vars or ():
+        variable, sep, column = given.partition("=")
+        if not (sep and variable.strip() and column.strip()):
+            raise UsageError(f"--var takes VARIABLE=COLUMN, e.g. --var date=Renewal, not {given!r}")
+        pairs.append((variable.strip(), column.strip()))
+    for flag, pattern in (("--date-format", date_format), ("--time-format", time_format)):
+        if pattern is not None and "%" not in pattern:
+            raise UsageError(f"{flag} takes a strftime pattern such as %d/%m/%Y, not {pattern!r}")
+    return {
+        "phone_column": phone_column,
+        "name_column": name_column,
+        "column_vars": tuple(pairs),
+        "date_format": date_format,
+        "time_format": time_format,
+    }
 
 
 def send_settings(
@@ -564,6 +619,11 @@ def validate(
     encoding: EncodingOption = None,
     delimiter: DelimiterOption = None,
     sheet: SheetOption = None,
+    phone_column: PhoneColumnOption = None,
+    name_column: NameColumnOption = None,
+    column_vars: VarOption = None,
+    date_format: DateFormatOption = None,
+    time_format: TimeFormatOption = None,
     problems: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="Write every problem here as CSV.", dir_okay=False),
@@ -600,6 +660,7 @@ def validate(
             encoding=encoding,
             delimiter=delimiter,
             sheet=sheet,
+            **column_settings(phone_column, name_column, column_vars, date_format, time_format),
         ),
         sending=SendSettings(
             dedupe_window=config_module.parse_duration(dedupe_window),

@@ -69,6 +69,11 @@ class LoadSettings:
     delimiter: str | None = None
     sheet: str | None = None  # of an XLSX workbook (default: the first)
     skip_invalid: bool = False  # record invalid rows as skipped and send the rest
+    phone_column: str | None = None  # the user's choice, over the guesses
+    name_column: str | None = None  # a column, or a pattern: "{First Name} {Last Name}"
+    column_vars: tuple[tuple[str, str], ...] = ()  # (template variable, column)
+    date_format: str | None = None  # strftime, for an XLSX's date cells (else as shown)
+    time_format: str | None = None  # strftime, for an XLSX's time-of-day cells
 
 
 @dataclass(frozen=True)
@@ -333,8 +338,9 @@ def read_file(
     """The file's problems and row counts; its rows go to `on_chunk` (never all in memory)."""
     # Imported here: pandas takes a second to load, and a resume or a refused run
     # (busy, bad flags) never reads a file.
-    from campaign.loader import load_recipients
+    from campaign.loader import ColumnChoice, DateChoice, load_recipients
 
+    loading = settings.loading
     return load_recipients(
         path,
         variables=variables,
@@ -344,6 +350,8 @@ def read_file(
         encoding=settings.loading.encoding,
         delimiter=settings.loading.delimiter,
         sheet=settings.loading.sheet,
+        columns=ColumnChoice(loading.phone_column, loading.name_column, loading.column_vars),
+        dates=DateChoice(loading.date_format, loading.time_format),
         keep_rows=False,
         on_chunk=on_chunk,
     )
