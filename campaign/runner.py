@@ -305,6 +305,9 @@ def _load(
     loaded = read_file(path, settings, preflight.variables, preflight.body_text, keep)
     for text in loaded.notices:
         notice(text)
+    for problem in loaded.problems:  # a warning that changes what is sent is said on `run` too
+        if problem.code == "unrendered_date_format":
+            notice(f"warning: column {problem.column!r}: {problem.message}")
     if not loaded.ok and not settings.loading.skip_invalid:
         raise InputError(
             f"{path} has {_invalid_text(loaded)}; nothing was sent. "

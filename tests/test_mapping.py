@@ -353,3 +353,17 @@ def test_time_format_decides_for_times_of_day(tmp_path):
     )
     loaded = load_recipients(path, dates=DateChoice(time_format="%H.%M"))
     assert loaded.recipients[0].variables == {"At": "09.30", "On": "January 15, 2026"}
+
+
+def test_run_says_which_dates_go_out_as_iso(api, tmp_path, db_path):
+    """`run` warns, as `validate` does, of a date column it sends as ISO text."""
+    path = write_xlsx(
+        tmp_path / "d.xlsx",
+        ["phone", "name", "customer_name", "date"],
+        [[phone(1), "Ann", "Ann", MOMENT]],
+        {3: "mm-dd-yy"},
+    )
+    result = runner.invoke(app, send(str(path), "--db", db_path))
+    assert result.exit_code == 0, result.output
+    assert "warning: column 'date'" in result.stderr
+    assert api.messages[0].variables["2"] == "2026-01-15 09:30:05"
