@@ -315,6 +315,17 @@ def send_with_progress(
         view.close()
 
 
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="TOML file of settings; flags override it.",
+        callback=load_config,
+        is_eager=True,
+    ),
+]
+
+
 @app.command()
 @friendly
 def run(
@@ -324,15 +335,7 @@ def run(
     ] = None,
     sender_id: SenderOption = None,
     template_id: TemplateOption = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="TOML file of settings; flags override it.",
-            callback=load_config,
-            is_eager=True,
-        ),
-    ] = None,
+    config: ConfigOption = None,
     name: Annotated[
         str | None,
         typer.Option(metavar="NAME", help="Campaign name (default: the file's name and content)."),
@@ -610,6 +613,7 @@ def validate(
         ),
     ] = None,
     template_id: TemplateOption = None,
+    config: ConfigOption = None,
     variables: Annotated[
         str | None,
         typer.Option(metavar="NAMES", help="Offline: the template's variables, e.g. name,date."),

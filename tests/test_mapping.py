@@ -367,3 +367,15 @@ def test_run_says_which_dates_go_out_as_iso(api, tmp_path, db_path):
     assert result.exit_code == 0, result.output
     assert "warning: column 'date'" in result.stderr
     assert api.messages[0].variables["2"] == "2026-01-15 09:30:05"
+
+
+def test_validate_takes_the_config_file_too(tmp_path):
+    """`validate --config` reads the same mapping keys as `run` (and its file)."""
+    path = write_csv(tmp_path / "x.csv", ["Cell", "Given", "Family"], [phone(1), "Ann", "Lee"])
+    config = tmp_path / "campaign.toml"
+    config.write_text(
+        f'recipients = "{path.name}"\nphone_column = "Cell"\nname_column = "{{Given}} {{Family}}"\n'
+    )
+    result = runner.invoke(app, ["validate", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["valid_rows"] == 1
