@@ -21,7 +21,17 @@ from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.markup import escape  # server and file text is printed as written, never as markup
 
-from campaign import catalog, daytime, deliveries, display, report, runner, trial
+from campaign import (
+    catalog,
+    daytime,
+    deliveries,
+    display,
+    eligibility,
+    optouts,
+    report,
+    runner,
+    trial,
+)
 from campaign import config as config_module
 from campaign.client import DEFAULT_BASE_URL
 from campaign.errors import CampaignError, InputError, PreflightError, StoreUnavailable, UsageError
@@ -101,6 +111,29 @@ DelimiterOption = Annotated[
 SheetOption = Annotated[
     str | None, typer.Option(metavar="NAME", help="The XLSX sheet (default: the first).")
 ]
+PhoneColumnOption = Annotated[
+    str | None, typer.Option(metavar="COLUMN", help="The phone column, when the guess is wrong.")
+]
+NameColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="COLUMN", help='The name column, or a pattern: "{First Name} {Last Name}".'
+    ),
+]
+VarOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--var", metavar="VARIABLE=COLUMN", help="A template variable's column (repeatable)."
+    ),
+]
+DateFormatOption = Annotated[
+    str | None,
+    typer.Option(metavar="PATTERN", help="XLSX dates as this strftime pattern, e.g. %d/%m/%Y."),
+]
+TimeFormatOption = Annotated[
+    str | None,
+    typer.Option(metavar="PATTERN", help="XLSX times of day as this strftime pattern, e.g. %H:%M."),
+]
 SkipInvalidOption = Annotated[
     bool, typer.Option(help="Skip invalid rows (recorded as skipped) instead.")
 ]
@@ -139,6 +172,15 @@ WaitOption = Annotated[
     bool,
     typer.Option(
         "--wait", help="With --send-window: sleep until the next window opens, not exit 6."
+    ),
+]
+CapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-per-recipient",
+        metavar="N/PERIOD",
+        help="Skip a row whose number had N messages from this account within PERIOD, in "
+        "any campaign of the store (sent, unknown or being sent): 1/24h, 3/7d.",
     ),
 ]
 StorePatienceOption = Annotated[
@@ -273,6 +315,17 @@ def send_with_progress(
         view.close()
 
 
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="TOML file of settings; flags override it.",
+        callback=load_config,
+        is_eager=True,
+    ),
+]
+
+
 @app.command()
 @friendly
 def run(
@@ -282,15 +335,7 @@ def run(
     ] = None,
     sender_id: SenderOption = None,
     template_id: TemplateOption = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="TOML file of settings; flags override it.",
-            callback=load_config,
-            is_eager=True,
-        ),
-    ] = None,
+    config: ConfigOption = None,
     name: Annotated[
         str | None,
         typer.Option(metavar="NAME", help="Campaign name (default: the file's name and content)."),
@@ -306,6 +351,11 @@ def run(
     encoding: EncodingOption = None,
     delimiter: DelimiterOption = None,
     sheet: SheetOption = None,
+    phone_column: PhoneColumnOption = None,
+    name_column: NameColumnOption = None,
+    column_vars: VarOption = None,
+    date_format: DateFormatOption = None,
+    time_format: TimeFormatOption = None,
     skip_invalid: SkipInvalidOption = False,
     block_red: BlockRedOption = False,
     allow_partial: AllowPartialOption = False,
@@ -317,6 +367,7 @@ def run(
     send_window: SendWindowOption = None,
     default_timezone: DefaultTimezoneOption = None,
     wait: WaitOption = False,
+    max_per_recipient: CapOption = None,
 ) -> None:
     """Send the template to every recipient of a file; run it again to resume.
 
@@ -328,6 +379,11 @@ def run(
     stayed unavailable (what it could not record is printed on stderr as JSON lines),
     6 finished for now (the rest waits for the recipients' daytime, see --send-window:
     run again later, or pass --wait), 130 interrupted.
+
+    A number on the account's suppression list is never messaged (SUPPRESSED; see
+    `campaign suppress`), and with --max-per-recipient a number that had enough messages
+    lately, in any campaign, is skipped (FREQUENCY_CAP). Both are decided as each row is
+    claimed, so a number suppressed during the run is not messaged after that moment.
     """
     setup_logging(verbose, quiet, log_format)
     for flag, value in (
@@ -344,6 +400,7 @@ def run(
         delimiter=delimiter,
         sheet=sheet,
         skip_invalid=skip_invalid,
+        **column_settings(phone_column, name_column, column_vars, date_format, time_format),
     )
     sending = send_settings(
         rate,
@@ -354,6 +411,7 @@ def run(
         block_red=block_red,
         allow_partial=allow_partial,
         **daytime_settings(send_window, default_timezone, wait),
+        max_per_recipient=cap_of(max_per_recipient),
     )
     settings = run_settings(api_key_file, db, base_url, sending, loading)
     sender, template = resolve_ids(settings, sender_id, template_id)
@@ -361,6 +419,32 @@ def run(
         runner.run_campaign, recipients, sender, template, settings, name=name, quiet=quiet
     )
     finish(result)
+
+
+def column_settings(
+    phone_column: str | None,
+    name_column: str | None,
+    column_vars: list[str] | None,
+    date_format: str | None,
+    time_format: str | None,
+) -> dict[str, Any]:
+    """LoadSettings' column and date fields, from their flags (--var is VARIABLE=COLUMN)."""
+    pairs = []
+    for given in column_vars or ():
+        variable, sep, column = given.partition("=")
+        if not (sep and variable.strip() and column.strip()):
+            raise UsageError(f"--var takes VARIABLE=COLUMN, e.g. --var date=Renewal, not {given!r}")
+        pairs.append((variable.strip(), column.strip()))
+    for flag, pattern in (("--date-format", date_format), ("--time-format", time_format)):
+        if pattern is not None and "%" not in pattern:
+            raise UsageError(f"{flag} takes a strftime pattern such as %d/%m/%Y, not {pattern!r}")
+    return {
+        "phone_column": phone_column,
+        "name_column": name_column,
+        "column_vars": tuple(pairs),
+        "date_format": date_format,
+        "time_format": time_format,
+    }
 
 
 def send_settings(
@@ -386,6 +470,11 @@ def daytime_settings(
         default_timezone=default_timezone and daytime.check_zone(default_timezone),
         wait_for_daytime=wait,
     )
+
+
+def cap_of(text: str | None) -> eligibility.Cap | None:
+    """--max-per-recipient N/PERIOD, if given."""
+    return eligibility.parse_cap(text) if text else None
 
 
 def run_settings(
@@ -428,11 +517,15 @@ def resume(
     send_window: SendWindowOption = None,
     default_timezone: DefaultTimezoneOption = None,
     wait: WaitOption = False,
+    max_per_recipient: CapOption = None,
 ) -> None:
     """Go on with a stored campaign's pending rows; no file needed (exit codes as `run`)."""
     setup_logging(verbose, quiet, log_format)
     daytime_fields = daytime_settings(send_window, default_timezone, wait)
-    sending = send_settings(rate, timeout, dedupe_window, store_patience, **daytime_fields)
+    cap = cap_of(max_per_recipient)
+    sending = send_settings(
+        rate, timeout, dedupe_window, store_patience, max_per_recipient=cap, **daytime_fields
+    )
     settings = run_settings(api_key_file, db, base_url, sending)
     finish(send_with_progress(runner.resume_campaign, name, settings, quiet=quiet))
 
@@ -472,6 +565,7 @@ def retry(
     send_window: SendWindowOption = None,
     default_timezone: DefaultTimezoneOption = None,
     wait: WaitOption = False,
+    max_per_recipient: CapOption = None,
 ) -> None:
     """Put failed (or unknown, or already sent) rows back to pending and send them.
 
@@ -490,7 +584,10 @@ def retry(
         confirm_second_message(yes, "rows skipped as ALREADY_SENT were sent by another campaign")
         dedupe_window = "0"  # else the check would skip them again
     daytime_fields = daytime_settings(send_window, default_timezone, wait)
-    sending = send_settings(rate, timeout, dedupe_window, store_patience, **daytime_fields)
+    cap = cap_of(max_per_recipient)
+    sending = send_settings(
+        rate, timeout, dedupe_window, store_patience, max_per_recipient=cap, **daytime_fields
+    )
     settings = run_settings(api_key_file, db, base_url, sending)
     if failed:
         retry_rows = runner.Retry((RowState.FAILED,), code)
@@ -516,6 +613,7 @@ def validate(
         ),
     ] = None,
     template_id: TemplateOption = None,
+    config: ConfigOption = None,
     variables: Annotated[
         str | None,
         typer.Option(metavar="NAMES", help="Offline: the template's variables, e.g. name,date."),
@@ -525,6 +623,11 @@ def validate(
     encoding: EncodingOption = None,
     delimiter: DelimiterOption = None,
     sheet: SheetOption = None,
+    phone_column: PhoneColumnOption = None,
+    name_column: NameColumnOption = None,
+    column_vars: VarOption = None,
+    date_format: DateFormatOption = None,
+    time_format: TimeFormatOption = None,
     problems: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="Write every problem here as CSV.", dir_okay=False),
@@ -536,13 +639,16 @@ def validate(
     block_red: BlockRedOption = False,
     allow_partial: AllowPartialOption = False,
     dedupe_window: DedupeOption = DEDUPE_DEFAULT,
+    max_per_recipient: CapOption = None,
 ) -> None:
     """Find every problem of a recipients file before anything is sent.
 
     Each problem names its spreadsheet row (the header is row 1). With --sender-id,
     --template-id and an API key, also checks the sender, the template, the tier and the
-    balance, counts the rows the store (--db) shows were already sent (ALREADY_SENT), and
-    shows the first valid row's message and the longest one (against 1,024 characters).
+    balance, counts the rows the store (--db) shows were already sent (ALREADY_SENT),
+    whose number is suppressed (SUPPRESSED) or, with --max-per-recipient, at the cap
+    (FREQUENCY_CAP), and shows the first valid row's message and the longest one
+    (against 1,024 characters).
     Exit 0 when no row is invalid (skipped duplicates are fine), 2 otherwise. Those
     requests take turns of the account's rate, shared through the store with any run
     in progress.
@@ -558,11 +664,13 @@ def validate(
             encoding=encoding,
             delimiter=delimiter,
             sheet=sheet,
+            **column_settings(phone_column, name_column, column_vars, date_format, time_format),
         ),
         sending=SendSettings(
             dedupe_window=config_module.parse_duration(dedupe_window),
             block_red=block_red,
             allow_partial=allow_partial,
+            max_per_recipient=cap_of(max_per_recipient),
         ),
     )
     names = [v.strip() for v in variables.split(",")] if variables else None
@@ -590,6 +698,8 @@ def validate(
                     "invalid_rows": 0,
                     "skipped_rows": 0,
                     "already_sent_rows": None,
+                    "suppressed_rows": None,
+                    "frequency_capped_rows": None,
                     "problems": [
                         {"row": None, "column": None, "code": "preflight", "message": str(exc)}
                     ],
@@ -605,6 +715,7 @@ def validate(
         summary = report.validation_summary(load, checked.already_sent)
         if checked.preview:
             summary["preview"] = checked.preview.as_json()
+        summary |= report.eligibility_summary(checked.suppressed, checked.capped)
         print(json.dumps(summary))
     else:
         render_validation(checked, [*notices, *load.notices], problems)
@@ -649,6 +760,10 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
     already = checked.already_sent
     if already and already.rows:
         err.print(runner.already_sent_text(already), highlight=False)
+    if checked.suppressed:
+        err.print(runner.suppressed_text(checked.suppressed), highlight=False)
+    if checked.capped and checked.cap:
+        err.print(runner.capped_text(checked.capped, checked.cap), highlight=False)
     shown = [p for p in load.problems if p.severity != Severity.SKIP] or load.problems
     if shown:
         err.print(display.problems_table(shown))
@@ -658,6 +773,9 @@ def render_validation(checked: runner.Validation, notices: list[str], written: P
         f"{load.valid_rows} valid, {load.invalid_rows} invalid, "
         f"{load.skipped_rows} skipped, {warnings} warnings"
         + (f", {already.rows} already sent" if already else "")
+        + (f", {checked.suppressed} suppressed" if checked.suppressed is not None else "")
+        + (f", {checked.capped} at the frequency cap" if checked.capped is not None else ""),
+        soft_wrap=True,  # one line, whatever the terminal's width
     )
     if written:
         err.print(f"every problem is in {written}")
@@ -1101,3 +1219,110 @@ def read_secret(path: Path | None, env: str, what: str) -> str | None:
     if not value:
         raise UsageError(f"the {what} file {path} is empty")
     return value
+
+
+suppress_app = typer.Typer(
+    help="The account's suppression list: numbers that are never messaged (SUPPRESSED).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(suppress_app, name="suppress")
+PhonesArgument = Annotated[
+    list[str], typer.Argument(metavar="PHONE...", help="Numbers, best in E.164 (+447700900123).")
+]
+ReasonOption = Annotated[
+    str | None, typer.Option(metavar="TEXT", help="Why, e.g. 'replied STOP' (kept with each).")
+]
+
+
+def the_account(db: str | None, base_url: str, api_key_file: Path | None) -> optouts.Account:
+    """The list's account: the API's address and key (the key only names it; never stored)."""
+    return optouts.Account(db, base_url, read_api_key(api_key_file))
+
+
+@suppress_app.command("add")
+@friendly
+def suppress_add(
+    phones: PhonesArgument,
+    reason: ReasonOption = None,
+    default_region: RegionOption = None,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """Put numbers on the suppression list.
+
+    From now on no run messages them, also a run already going.
+    """
+    done = optouts.add(the_account(db, base_url, api_key_file), phones, reason, default_region)
+    out.print(f"{done.added} added, {done.already} already on the list", highlight=False)
+
+
+@suppress_app.command("import")
+@friendly
+def suppress_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV or XLSX with a phone column.")],
+    reason: ReasonOption = None,
+    default_region: RegionOption = None,
+    encoding: EncodingOption = None,
+    delimiter: DelimiterOption = None,
+    sheet: SheetOption = None,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """Put every number of a file's phone column on the suppression list.
+
+    The file is read as `run` reads recipients. Rows whose number cannot be read are
+    listed by row and not added (exit 2); the others are added all the same.
+    """
+    done = optouts.import_file(
+        the_account(db, base_url, api_key_file),
+        file,
+        reason,
+        default_region=default_region,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+    )
+    if done.bad_rows:
+        err.print(display.problems_table(done.bad_rows))
+    out.print(f"{done.added} added, {done.already} already on the list", highlight=False)
+    if done.bad_rows:
+        rows = len({p.row for p in done.bad_rows})
+        err.print(f"{rows} rows were not added: their number cannot be read", highlight=False)
+        raise typer.Exit(2)
+
+
+@suppress_app.command("remove")
+@friendly
+def suppress_remove(
+    phones: PhonesArgument,
+    default_region: RegionOption = None,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """Take numbers off the suppression list.
+
+    Later runs may message them again.
+    """
+    account = the_account(db, base_url, api_key_file)
+    removed, absent = optouts.remove(account, phones, default_region)
+    out.print(f"{removed} removed, {absent} not on the list", highlight=False)
+
+
+@suppress_app.command("list")
+@friendly
+def suppress_list(
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout.")] = False,
+    db: DbOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+    api_key_file: KeyFileOption = None,
+) -> None:
+    """The suppression list of the account, oldest first."""
+    numbers = optouts.listing(the_account(db, base_url, api_key_file))
+    if as_json:
+        print(json.dumps([report.suppression_line(n) for n in numbers], indent=2))
+        return
+    out.print(display.suppressions_table(numbers))

@@ -10,6 +10,11 @@
     dedupe_window = "7d"                   # or 12h, 30m, a number of days; 0: off
     send_window = "09:00-20:00"            # in each recipient's local time
     api_key_file = "/etc/campaign/api-key"
+    phone_column = "Cell"                  # columns, when the headers are not the usual ones
+    name_column = "{First Name} {Last Name}"
+    vars = { order = "Order ID" }          # template variable = column (or a [vars] table,
+                                           # last in the file: TOML puts later keys in it)
+    date_format = "%d/%m/%Y"               # XLSX dates, instead of as their cells show them
 
 See samples/campaign.toml for every key.
 """
@@ -45,6 +50,12 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "store_patience": (int, float),
     "send_window": str,
     "default_timezone": str,
+    "max_per_recipient": str,
+    "phone_column": str,
+    "name_column": str,
+    "vars": dict,
+    "date_format": str,
+    "time_format": str,
 }
 PATH_KEYS = ("recipients", "api_key_file", "db")
 
@@ -81,7 +92,17 @@ def read_config(path: Path, today: datetime.date | None = None) -> dict[str, Any
             raw[key] = str((path.parent / Path(raw[key]).expanduser()).resolve())
     if "name" in raw:
         raw["name"] = raw["name"].replace("{date}", (today or datetime.date.today()).isoformat())
+    if "vars" in raw:
+        raw["column_vars"] = _column_vars(path, raw.pop("vars"))
     return raw
+
+
+def _column_vars(path: Path, table: dict[str, Any]) -> list[str]:
+    """The [vars] table as --var takes it: VARIABLE=COLUMN."""
+    for variable, column in table.items():
+        if not isinstance(column, str):
+            raise UsageError(f"in {path}, vars.{variable} = {column!r} must be a column's name")
+    return [f"{variable}={column}" for variable, column in table.items()]
 
 
 def parse_duration(value: str | float, option: str = "--dedupe-window") -> float:

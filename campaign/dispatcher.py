@@ -6,8 +6,9 @@ sends, while a worker thread holding the GIL would delay the sends themselves by
 
 One loop takes rows in spreadsheet order and launches each send as its own task, so
 that many requests can be in flight while they leave no faster than the limiter allows.
-For every row, in this order: claim it (commit `sending`, unless the store's guard finds
-the same message already sent: then it is skipped, with no request and no turn), take a
+For every row, in this order: claim it (commit `sending`, unless the eligibility rules
+refuse it: suppressed, already sent, over the frequency cap; then it is skipped, with no
+request and no turn), take a
 turn from the limiter (after any 429 pause), send, record. The loop moves to the next
 row only once this one's request has left, so a crash leaves just the requests in
 flight, and at most one waiting for its turn, to be marked `unknown`.
@@ -43,8 +44,9 @@ from anyio.abc import TaskStatus
 
 from campaign.client import AutocallsClient
 from campaign.daytime import Daytime, DaytimeWait, when_text
+from campaign.eligibility import Cap, Eligibility
 from campaign.errors import AccountPaused, StoreUnavailable
-from campaign.model import ALREADY_SENT, SEND_WINDOW, Fate, RowEvent, RowState, SendOutcome
+from campaign.model import SEND_WINDOW, Fate, RowEvent, RowState, SendOutcome
 from campaign.outcomes import fate_of
 from campaign.patience import StorePatience
 from campaign.store import DEFAULT_DEDUPE_WINDOW, CampaignInfo, Deferral, RowToSend, Store
@@ -70,7 +72,8 @@ class DispatchSettings:
     backoff: float = 1.0  # seconds before the first retry; doubles each time
     backoff_cap: float = 60.0
     breaker: int = 10  # this many rows in a row failing with one code halt the campaign
-    dedupe_window: float = DEFAULT_DEDUPE_WINDOW  # seconds; 0: no guard (see Store.claim)
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW  # seconds; 0: no guard (see eligibility.py)
+    max_per_recipient: Cap | None = None  # the frequency cap (see eligibility.py)
     daytime: Daytime | None = None  # the recipients' send window; None: send at any hour
     wait_for_daytime: bool = False  # sleep until a window opens instead of ending for now
 
@@ -114,6 +117,7 @@ class Dispatcher:
         self._deferred: list[tuple[int, Deferral]] = []  # (spreadsheet row, deferral) to write
         self._shown_wait: DaytimeWait | None = None
         self._reasons: dict[tuple[float, tuple[str, ...]], str] = {}  # rows share a few
+        self._rules = Eligibility(settings.dedupe_window, settings.max_per_recipient)
 
     def stop(self) -> None:
         """Launch nothing more; requests in flight finish and are recorded."""
@@ -308,12 +312,12 @@ class Dispatcher:
     async def _claim(self, row: RowToSend) -> int | None:
         """Commit `sending` and return the attempt's number; None if the row is not sent now.
 
-        Not now: the guard skipped it (ALREADY_SENT), the store failed (the row stays
-        pending), or the row is no longer pending (another run has the campaign).
+        Not now: the rules skipped it (SUPPRESSED, ALREADY_SENT, FREQUENCY_CAP), the store
+        failed (the row stays pending), or the row is no longer pending (another run has the
+        campaign).
         """
-        window = self.settings.dedupe_window
         try:
-            claim = await self.patience.call(self.store.claim, row.id, window, retry=False)
+            claim = await self.patience.call(self.store.claim, row.id, self._rules, retry=False)
         except StoreUnavailable as exc:
             if exc is not self.patience.gave_up:  # tried: the commit may have happened all the same
                 await self._unmark(row)
@@ -322,7 +326,7 @@ class Dispatcher:
             self.lose_lease()
             return None
         if claim.refusal is not None:
-            self.on_row(RowEvent(row.recipient.row, RowState.SKIPPED, ALREADY_SENT))
+            self.on_row(RowEvent(row.recipient.row, RowState.SKIPPED, claim.code))
             return None
         return claim.attempt
 

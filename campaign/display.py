@@ -6,6 +6,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from campaign.daytime import DaytimeWait
 from campaign.model import Problem, RowEvent, RowState, SendOutcome
-from campaign.store import CampaignInfo
+from campaign.store import CampaignInfo, SuppressedNumber
 
 if TYPE_CHECKING:
     from campaign.catalog import Sender, Template
@@ -237,3 +238,13 @@ def answer_text(outcome: SendOutcome | None) -> str:
     if outcome.raw_body:
         parts.append(f"body: {outcome.raw_body}")
     return ", ".join(parts)
+
+
+def suppressions_table(numbers: list[SuppressedNumber]) -> Table:
+    table = Table(title=f"suppression list ({len(numbers)} numbers)")
+    for column in ("phone", "reason", "added (UTC)"):
+        table.add_column(column, overflow="fold")
+    for n in numbers:
+        added = n.added_at if n.added_at.tzinfo is None else n.added_at.astimezone(UTC)
+        table.add_row(n.phone, escape(n.reason or ""), added.strftime("%Y-%m-%d %H:%M:%S"))
+    return table

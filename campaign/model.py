@@ -17,10 +17,14 @@ class RowState(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-# The code of a row skipped because the same message went out lately (see Store.claim).
+# The codes of rows skipped when claimed (see eligibility.py): the same message went out
+# lately; the number is on the account's suppression list; the recipient had enough
+# messages lately (--max-per-recipient).
 ALREADY_SENT = "ALREADY_SENT"
 # The code of a pending row that waits for its recipient's daytime (see daytime.py).
 SEND_WINDOW = "SEND_WINDOW"
+SUPPRESSED = "SUPPRESSED"
+FREQUENCY_CAP = "FREQUENCY_CAP"
 
 
 @dataclass(frozen=True)

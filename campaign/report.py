@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from campaign import deliveries
 from campaign.daytime import DaytimeWait, zones_of
 from campaign.model import Problem, RowState
-from campaign.store import AlreadySent, CampaignInfo, Store, StoredRow
+from campaign.store import AlreadySent, CampaignInfo, Store, StoredRow, SuppressedNumber
 
 if TYPE_CHECKING:
     from campaign.loader import LoadResult
@@ -195,6 +195,20 @@ def validation_summary(load: LoadResult, already_sent: AlreadySent | None = None
             for p in load.problems
         ],
     }
+
+
+def eligibility_summary(suppressed: int | None, capped: int | None) -> dict:
+    """`validate --json`'s counts of rows a claim would skip SUPPRESSED or FREQUENCY_CAP;
+    null unless the account was asked (and, for the cap, --max-per-recipient given)."""
+    return {"suppressed_rows": suppressed, "frequency_capped_rows": capped}
+
+
+def suppression_line(number: SuppressedNumber) -> dict[str, Any]:
+    """One number of `campaign suppress list --json`."""
+    added = number.added_at
+    # SQLite gives naive datetimes (they are UTC); other databases may give aware ones.
+    added = added.replace(tzinfo=UTC) if added.tzinfo is None else added.astimezone(UTC)
+    return {"phone": number.phone, "reason": number.reason, "added_at": added.isoformat()}
 
 
 def neutralise(value: Any) -> Any:

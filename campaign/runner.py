@@ -10,6 +10,7 @@ import signal
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -22,9 +23,18 @@ from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.config import duration_text
 from campaign.daytime import Daytime, DaytimeWait, SendWindow
 from campaign.dispatcher import Dispatcher, DispatchSettings
+from campaign.eligibility import Cap, cap_text
 from campaign.errors import CampaignBusy, InputError, NotFound, StoreUnavailable, UsageError
 from campaign.limiter import AccountLimiter
-from campaign.model import ALREADY_SENT, Recipient, RowEvent, RowState, SkippedRow
+from campaign.model import (
+    ALREADY_SENT,
+    FREQUENCY_CAP,
+    SUPPRESSED,
+    Recipient,
+    RowEvent,
+    RowState,
+    SkippedRow,
+)
 from campaign.patience import DEFAULT_PATIENCE, StorePatience
 from campaign.preflight import Preflight, check_account, check_tier
 from campaign.preview import Preview, PreviewCount
@@ -62,6 +72,11 @@ class LoadSettings:
     delimiter: str | None = None
     sheet: str | None = None  # of an XLSX workbook (default: the first)
     skip_invalid: bool = False  # record invalid rows as skipped and send the rest
+    phone_column: str | None = None  # the user's choice, over the guesses
+    name_column: str | None = None  # a column, or a pattern: "{First Name} {Last Name}"
+    column_vars: tuple[tuple[str, str], ...] = ()  # (template variable, column)
+    date_format: str | None = None  # strftime, for an XLSX's date cells (else as shown)
+    time_format: str | None = None  # strftime, for an XLSX's time-of-day cells
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,7 @@ class SendSettings:
     store_patience: float = DEFAULT_PATIENCE  # seconds to wait for a failing store
     block_red: bool = False  # refuse a sender whose quality rating is RED
     allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
+    max_per_recipient: Cap | None = None  # the frequency cap across campaigns; None: none
     send_window: SendWindow | None = None  # in the recipient's local time; None: any hour
     default_timezone: str | None = None  # for numbers with no known zone (else: any hour)
     wait_for_daytime: bool = False  # sleep until a window opens instead of exiting 6
@@ -309,6 +325,9 @@ def _load(
     loaded = read_file(path, settings, preflight.variables, preflight.body_text, keep)
     for text in loaded.notices:
         notice(text)
+    for problem in loaded.problems:  # a warning that changes what is sent is said on `run` too
+        if problem.code == "unrendered_date_format":
+            notice(f"warning: column {problem.column!r}: {problem.message}")
     if not loaded.ok and not settings.loading.skip_invalid:
         raise InputError(
             f"{path} has {_invalid_text(loaded)}; nothing was sent. "
@@ -345,8 +364,9 @@ def read_file(
     """The file's problems and row counts; its rows go to `on_chunk` (never all in memory)."""
     # Imported here: pandas takes a second to load, and a resume or a refused run
     # (busy, bad flags) never reads a file.
-    from campaign.loader import load_recipients
+    from campaign.loader import ColumnChoice, DateChoice, load_recipients
 
+    loading = settings.loading
     return load_recipients(
         path,
         variables=variables,
@@ -356,6 +376,8 @@ def read_file(
         encoding=settings.loading.encoding,
         delimiter=settings.loading.delimiter,
         sheet=settings.loading.sheet,
+        columns=ColumnChoice(loading.phone_column, loading.name_column, loading.column_vars),
+        dates=DateChoice(loading.date_format, loading.time_format),
         keep_rows=False,
         on_chunk=on_chunk,
     )
@@ -370,6 +392,9 @@ class Validation:
     tier: str | None = None  # the sender's daily tier is too small for the file
     already_sent: AlreadySent | None = None  # with a key: the rows the guard will skip
     preview: Preview | None = None  # with a key: the first valid row's message, the longest
+    suppressed: int | None = None  # with a key: the rows whose number is suppressed
+    capped: int | None = None  # with a key and a cap: the rows at --max-per-recipient
+    cap: Cap | None = None
 
 
 async def validate_file(
@@ -405,24 +430,38 @@ async def validate_file(
             preflight, loaded.valid_rows, allow_partial=settings.sending.allow_partial
         )
     shown = preview.preview if loaded.valid_rows and preflight.body_text else None
-    return Validation(loaded, preflight, tier, guard.found, shown)
+    cap = settings.sending.max_per_recipient
+    capped = guard.capped if cap else None
+    return Validation(loaded, preflight, tier, guard.found, shown, guard.suppressed, capped, cap)
 
 
 class GuardCount:
-    """Counts the rows of a file that the guard would skip today, a chunk at a time."""
+    """Counts the rows of a file that the eligibility rules would skip today, a chunk at
+    a time; each row once, by the first rule that refuses it (as a claim would)."""
 
     def __init__(
         self, store: Store, settings: RunSettings, sender_id: int, template_id: int
     ) -> None:
         self.store = store
         self.window = settings.sending.dedupe_window
-        account = account_id(settings.base_url, settings.api_key)
-        self.key = message_keyer(account, sender_id, template_id)
+        self.cap = settings.sending.max_per_recipient
+        self.account = account_id(settings.base_url, settings.api_key)
+        self.key = message_keyer(self.account, sender_id, template_id)
         self.found = AlreadySent(window=self.window)
+        self.suppressed = 0
+        self.capped = 0
 
     def __call__(self, chunk: Chunk) -> None:
-        keys = (self.key(r.phone, r.variables) for r in chunk.recipients)
-        self.found = self.found.plus(self.store.already_sent(keys, self.window))
+        rows = chunk.recipients
+        blocked = self.store.suppressed_among(self.account, [r.phone for r in rows])
+        self.suppressed += sum(r.phone in blocked for r in rows)
+        keyed = [(r, self.key(r.phone, r.variables)) for r in rows if r.phone not in blocked]
+        self.found = self.found.plus(self.store.already_sent([k for _, k in keyed], self.window))
+        if self.cap is not None:
+            sent = self.store.already_sent_keys([k for _, k in keyed], self.window)
+            rest = [r.phone for r, k in keyed if k not in sent]
+            counts = self.store.recent_sends(self.account, rest, self.cap.period)
+            self.capped += sum(counts[p] >= self.cap.messages for p in rest)
 
 
 def already_sent_text(found: AlreadySent) -> str:
@@ -436,6 +475,21 @@ def already_sent_text(found: AlreadySent) -> str:
         f"{rows} already sent to the same numbers with the same variables in the last "
         f"{duration_text(found.window)} ({campaigns} {names}); they will be skipped "
         f"({ALREADY_SENT})"
+    )
+
+
+def suppressed_text(rows: int) -> str:
+    """The opening summary's line on the rows skipped because their number is suppressed."""
+    rows_text = "1 row's number is" if rows == 1 else f"{rows} rows' numbers are"
+    return f"{rows_text} on this account's suppression list; they are skipped ({SUPPRESSED})"
+
+
+def capped_text(rows: int, cap: Cap, are: str = "would be") -> str:
+    """The line on the rows at the frequency cap: the run's opening one, or validate's."""
+    rows_text = "1 row is" if rows == 1 else f"{rows} rows are"
+    return (
+        f"{rows_text} at the cap of {cap.messages} message{'s' if cap.messages != 1 else ''} "
+        f"per {duration_text(cap.period)} to one number; they {are} skipped ({FREQUENCY_CAP})"
     )
 
 
@@ -540,6 +594,9 @@ async def _dispatch(
         if notice:
             notice(f"{moved} rows put back to pending")
     await patient(store.set_status, campaign.id, "running")
+    suppressed = await patient(store.skip_suppressed, campaign.id)  # first: as a claim asks
+    if suppressed and notice:
+        notice(suppressed_text(suppressed))
     found = await patient(store.skip_already_sent, campaign.id, settings.sending.dedupe_window)
     if found.rows and notice:
         notice(already_sent_text(found))
@@ -549,6 +606,12 @@ async def _dispatch(
             f"warning: {waited} rows waited for their recipients' daytime; without "
             "--send-window this run sends them at once"
         )
+    cap = settings.sending.max_per_recipient
+    if cap is not None:
+        why = partial(cap_text, cap=cap)
+        capped = await patient(store.skip_capped, campaign.id, cap.messages, cap.period, why)
+        if capped and notice:
+            notice(capped_text(capped, cap, "are"))
     if on_start:
         on_start(campaign, await patient(store.counts, campaign.id, read=True))
     dispatcher = Dispatcher(
@@ -559,6 +622,7 @@ async def _dispatch(
             max_in_flight=_max_in_flight(settings),
             max_attempts=settings.sending.max_attempts,
             dedupe_window=settings.sending.dedupe_window,
+            max_per_recipient=settings.sending.max_per_recipient,
             daytime=_daytime(settings.sending),
             wait_for_daytime=settings.sending.wait_for_daytime,
         ),

@@ -35,7 +35,7 @@ from importlib import resources
 from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from urllib.parse import unquote, unquote_plus
 
 import sqlalchemy as sa
@@ -48,7 +48,9 @@ from campaign.config import duration_text
 from campaign.errors import StoreError, StoreUnavailable
 from campaign.model import (
     ALREADY_SENT,
+    FREQUENCY_CAP,
     SEND_WINDOW,
+    SUPPRESSED,
     Fate,
     Recipient,
     RowState,
@@ -126,6 +128,8 @@ class Row(Base):
     __table_args__ = (
         sa.UniqueConstraint("campaign_id", "row"),
         sa.Index("ix_rows_campaign_state_row", "campaign_id", "state", "row"),
+        # A phone's recent sends, counted by the frequency cap (eligibility.py).
+        sa.Index("ix_rows_phone_claimed_at", "phone", "claimed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -255,6 +259,19 @@ class SenderNumber(Base):
     phone: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
 
 
+class Suppression(Base):
+    """A number (E.164) an account must never message: its suppression list."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (sa.UniqueConstraint("account", "phone"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(sa.String(32))  # client.account_id, as campaigns.account
+    phone: Mapped[str] = mapped_column(sa.String(64))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    added_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
 @dataclass(frozen=True)
 class CampaignInfo:
     id: int
@@ -374,10 +391,49 @@ class RowToSend:
 
 @dataclass(frozen=True)
 class Claim:
-    """What claiming a row came to: `sending` as this attempt, or refused by the guard."""
+    """What claiming a row came to: `sending` as this attempt, or refused by the rules."""
 
     attempt: int = 0
-    refusal: str | None = None  # why the row was skipped ALREADY_SENT instead
+    refusal: str | None = None  # why the row was skipped instead
+    code: str | None = None  # the refusal's code: SUPPRESSED, ALREADY_SENT, FREQUENCY_CAP…
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A pending row being claimed, as the eligibility rules see it."""
+
+    row_id: int
+    phone: str
+    message_key: str | None  # None: stored before the guard existed
+    campaign_id: int
+    campaign: str  # the campaign's name, for the reasons
+    account: str | None  # client.account_id; None: stored before accounts were recorded
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a row may not be messaged now: its code and a sentence for the report."""
+
+    code: str
+    reason: str
+
+
+Reason = Callable[[int], str]  # a refusal's sentence from a count
+
+
+class ClaimRules(Protocol):
+    """Who may be messaged (eligibility.Eligibility), asked in the claim's transaction."""
+
+    def __call__(self, conn: sa.Connection, row: Candidate, now: float) -> Refusal | None: ...
+
+
+@dataclass(frozen=True)
+class SuppressedNumber:
+    """One number of an account's suppression list."""
+
+    phone: str
+    reason: str | None
+    added_at: datetime
 
 
 @dataclass(frozen=True)
@@ -443,6 +499,15 @@ def lease_owner_id() -> str:
 
 CAMPAIGN_INFO = _columns(CampaignInfo, Campaign.__table__)
 STORED_ROW = _columns(StoredRow, Row.__table__)
+SUPPRESSED_NUMBER = _columns(SuppressedNumber, Suppression.__table__)
+CANDIDATE = (
+    Row.id.label("row_id"),
+    Row.phone,
+    Row.message_key,
+    Row.campaign_id,
+    Campaign.name.label("campaign"),
+    Campaign.account,
+)
 
 
 class Store:
@@ -922,40 +987,39 @@ class Store:
             )
         return DaytimeWaits(rows, next_at, phone)
 
-    def claim(self, row_id: int, dedupe_window: float) -> Claim | None:
-        """Commit `sending` before the request leaves, unless the same message went out lately.
+    def claim(self, row_id: int, rules: ClaimRules) -> Claim | None:
+        """Commit `sending` before the request leaves, unless `rules` refuse the row.
 
         None: the row is no longer pending, so another run has taken this campaign.
 
-        The guard: if another row of this store, in any campaign, has the same message key
-        and may have reached the recipient (sent, unknown, or sending in a run now) since
-        `dedupe_window` seconds ago, this row is skipped ALREADY_SENT instead (0: no
-        check). The check and the mark are one transaction, so two runs claiming the same
-        message cannot both pass: SQLite lets one writer in at a time (BEGIN IMMEDIATE);
-        on PostgreSQL an advisory lock on the key serialises them.
+        The rules (eligibility.py) read the store in this very transaction, and a refused
+        row is skipped with their code and reason in it too: so a number suppressed, or a
+        message sent by another run, a moment ago counts, and two runs claiming rows to one
+        recipient cannot both pass. SQLite lets one writer in at a time (BEGIN IMMEDIATE);
+        on PostgreSQL the rules take an advisory lock on the recipient.
         """
         now = time.time()
         pending = update(Row).where(Row.id == row_id, Row.state == RowState.PENDING)
         with self._durable_writer.begin() as conn:
-            key = conn.scalar(select(Row.message_key).where(Row.id == row_id))
-            earlier = None
-            if key and dedupe_window > 0:
-                if conn.dialect.name == "postgresql":  # held until this transaction ends
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
-                # The row itself is pending, so never among the rows that may have sent.
-                earlier = _earlier_sends(conn, [key], now - dedupe_window).get(key)
-            if earlier is not None:
+            found = conn.execute(
+                select(*CANDIDATE)
+                .join(Campaign, Campaign.id == Row.campaign_id)
+                .where(Row.id == row_id, Row.state == RowState.PENDING)
+            ).first()
+            if found is None:
+                return None
+            refusal = rules(conn, Candidate(**found._mapping), now)
+            if refusal is not None:
                 # No line in the attempt log: that log is of requests, and none was made.
-                refusal = _already_sent_text(_campaign_of_row(conn, row_id), earlier, dedupe_window)
-                skipped = conn.execute(
+                conn.execute(
                     pending.values(
                         state=RowState.SKIPPED,
-                        error_code=ALREADY_SENT,
-                        error_message=refusal,
+                        error_code=refusal.code,
+                        error_message=refusal.reason,
                         updated_at=utcnow(),
                     )
                 )
-                return Claim(refusal=refusal) if skipped.rowcount == 1 else None
+                return Claim(refusal=refusal.reason, code=refusal.code)
             attempt = conn.execute(
                 pending.values(
                     state=RowState.SENDING,
@@ -977,7 +1041,7 @@ class Store:
         earlier: dict[str, sa.Row] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(unique, GUARD_CHUNK):
-                earlier.update(_earlier_sends(conn, chunk, since))
+                earlier.update(earlier_sends(conn, chunk, since))
         return _already_sent_summary(
             [e for key, e in earlier.items() for _ in range(wanted[key])], dedupe_window
         )
@@ -1004,7 +1068,7 @@ class Store:
         found: list[sa.Row] = []
         for chunk in _chunks(pending, GUARD_CHUNK):
             with self._writer.begin() as conn:
-                earlier = _earlier_sends(conn, [key for _, key in chunk], since, campaign_id)
+                earlier = earlier_sends(conn, [key for _, key in chunk], since, campaign_id)
                 refused = [(row_id, earlier[key]) for row_id, key in chunk if key in earlier]
                 if refused:
                     conn.execute(
@@ -1017,12 +1081,23 @@ class Store:
                             updated_at=utcnow(),
                         ),
                         [
-                            dict(row_id=row_id, why=_already_sent_text(this, e, dedupe_window))
+                            dict(row_id=row_id, why=already_sent_text(this, e, dedupe_window))
                             for row_id, e in refused
                         ],
                     )
             found += [e for _, e in refused]
         return _already_sent_summary(found, dedupe_window)
+
+    def already_sent_keys(self, keys: Sequence[str], dedupe_window: float) -> set[str]:
+        """Those of these message keys whose message the guard would find sent now."""
+        if dedupe_window <= 0:
+            return set()
+        since = time.time() - dedupe_window
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(set(keys)), GUARD_CHUNK):
+                found.update(earlier_sends(conn, chunk, since))
+        return found
 
     def campaign_name(self, campaign_id: int) -> str:
         with self.engine.connect() as conn:
@@ -1084,6 +1159,150 @@ class Store:
                 .values(state=RowState.PENDING, attempts=0, retry_at=None, updated_at=utcnow())
             )
         return moved.rowcount
+
+    # --- the suppression list: numbers an account never messages -----------------------
+
+    def add_suppressions(self, account: str, phones: Iterable[str], reason: str | None) -> int:
+        """Put numbers (E.164) on the account's list; how many were new. A number already
+        there keeps its first reason and date."""
+        wanted = list(dict.fromkeys(phones))
+        try:
+            return self._add_suppressions(account, wanted, reason)
+        except sa.exc.IntegrityError:  # another command added one of them meanwhile
+            return self._add_suppressions(account, wanted, reason)  # it sees them now
+
+    def _add_suppressions(self, account: str, phones: list[str], reason: str | None) -> int:
+        added = 0
+        with self._writer.begin() as conn:
+            for chunk in _chunks(phones, GUARD_CHUNK):
+                there = set(conn.scalars(_suppressions_of(account, chunk, Suppression.phone)))
+                new = [p for p in chunk if p not in there]
+                if new:
+                    now = utcnow()
+                    conn.execute(
+                        sa.insert(Suppression),
+                        [dict(account=account, phone=p, reason=reason, added_at=now) for p in new],
+                    )
+                added += len(new)
+        return added
+
+    def remove_suppressions(self, account: str, phones: Iterable[str]) -> int:
+        """Take numbers off the account's list; how many were on it."""
+        removed = 0
+        with self._writer.begin() as conn:
+            for chunk in _chunks(list(dict.fromkeys(phones)), GUARD_CHUNK):
+                gone = conn.execute(
+                    sa.delete(Suppression).where(
+                        Suppression.account == account, Suppression.phone.in_(chunk)
+                    )
+                )
+                removed += gone.rowcount
+        return removed
+
+    def suppressions(self, account: str) -> list[SuppressedNumber]:
+        """The account's list, oldest first."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(*SUPPRESSED_NUMBER)
+                .where(Suppression.account == account)
+                .order_by(Suppression.added_at, Suppression.phone)
+            ).all()
+        return [_record(SuppressedNumber, f) for f in found]
+
+    def suppressed_among(self, account: str, phones: Sequence[str]) -> set[str]:
+        """Those of these numbers that are on the account's list (for `validate`)."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(set(phones)), GUARD_CHUNK):
+                found.update(conn.scalars(_suppressions_of(account, chunk, Suppression.phone)))
+        return found
+
+    def skip_suppressed(self, campaign_id: int) -> int:
+        """Skip, in bulk, the pending rows whose number is on the account's list; how many.
+
+        `claim` checks every row again as it goes (a number added during the run); this
+        pass at the start spares a big file one durable commit per suppressed row.
+        """
+        with self._writer.begin() as conn:
+            account = conn.scalar(select(Campaign.account).where(Campaign.id == campaign_id))
+            found = conn.execute(
+                select(Row.id, Suppression.reason, Suppression.added_at)
+                .join(
+                    Suppression,
+                    sa.and_(Suppression.phone == Row.phone, Suppression.account == account),
+                )
+                .where(Row.campaign_id == campaign_id, Row.state == RowState.PENDING)
+            ).all()
+            if found:
+                conn.execute(
+                    update(Row)
+                    .where(Row.id == sa.bindparam("row_id"), Row.state == RowState.PENDING)
+                    .values(
+                        state=RowState.SKIPPED,
+                        error_code=SUPPRESSED,
+                        error_message=sa.bindparam("why"),
+                        updated_at=utcnow(),
+                    ),
+                    [
+                        dict(row_id=row_id, why=suppressed_text(reason, added_at))
+                        for row_id, reason, added_at in found
+                    ],
+                )
+        return len(found)
+
+    def skip_capped(self, campaign_id: int, messages: int, period: float, why: Reason) -> int:
+        """Skip, in bulk, the pending rows whose number already had `messages` messages
+        from the account within `period` seconds, in any campaign; how many. `why` gives
+        each row's reason from its count (see eligibility.over_cap, which `claim` asks
+        again as it goes: this pass spares a big file one durable commit per capped row).
+        """
+        since = time.time() - period
+        earlier = sa.orm.aliased(Row)
+        with self._writer.begin() as conn:
+            account = conn.scalar(select(Campaign.account).where(Campaign.id == campaign_id))
+            found = conn.execute(
+                select(Row.id, func.count(earlier.id))
+                .join(earlier, earlier.phone == Row.phone)
+                .join(Campaign, Campaign.id == earlier.campaign_id)
+                .where(
+                    Row.campaign_id == campaign_id,
+                    Row.state == RowState.PENDING,
+                    earlier.claimed_at >= since,
+                    earlier.state.in_(MAY_HAVE_SENT),
+                    Campaign.account == account,
+                )
+                .group_by(Row.id)
+                .having(func.count(earlier.id) >= messages)
+            ).all()
+            if found:
+                conn.execute(
+                    update(Row)
+                    .where(Row.id == sa.bindparam("row_id"), Row.state == RowState.PENDING)
+                    .values(
+                        state=RowState.SKIPPED,
+                        error_code=FREQUENCY_CAP,
+                        error_message=sa.bindparam("why"),
+                        updated_at=utcnow(),
+                    ),
+                    [dict(row_id=row_id, why=why(count)) for row_id, count in found],
+                )
+        return len(found)
+
+    def recent_sends(self, account: str, phones: Sequence[str], period: float) -> Counter[str]:
+        """How many messages each of these numbers may have had from the account within
+        `period` seconds, in any campaign (for `validate`; see eligibility.over_cap)."""
+        since = time.time() - period
+        found: Counter[str] = Counter()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(set(phones)), GUARD_CHUNK):
+                counted = conn.execute(
+                    select(Row.phone, func.count())
+                    .join(Campaign, Campaign.id == Row.campaign_id)
+                    .where(*_recent_sends_to(account, chunk, since))
+                    .group_by(Row.phone)
+                ).all()
+                found.update(dict(counted))
+        return found
 
     # --- reading ----------------------------------------------------------------------
 
@@ -1305,16 +1524,11 @@ def _big_cache(conn: sa.Connection) -> Iterator[None]:
         conn.exec_driver_sql(f"PRAGMA cache_size={default}")  # and give the memory back
 
 
-def _lock_id(key: str) -> int:
-    """A signed 64-bit number from a message key, for pg_advisory_xact_lock."""
-    return int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
-
-
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     return (items[start : start + size] for start in range(0, len(items), size))
 
 
-def _earlier_sends(
+def earlier_sends(
     conn: sa.Connection, keys: Sequence[str], since: float, besides: int | None = None
 ) -> dict[str, sa.Row]:
     """For each of these message keys, the latest row that may have reached the recipient
@@ -1343,6 +1557,53 @@ def _already_sent_summary(earlier: Sequence[sa.Row], window: float) -> AlreadySe
     return AlreadySent(len(earlier), tuple(names), window)
 
 
+def _suppressions_of(account: str, phones: Sequence[str], *columns: Any) -> sa.Select:
+    return select(*columns).where(Suppression.account == account, Suppression.phone.in_(phones))
+
+
+def suppression_of(conn: sa.Connection, account: str, phone: str) -> sa.Row | None:
+    """The number's entry (reason, added_at) on the account's list, if it is there."""
+    return conn.execute(
+        _suppressions_of(account, [phone], Suppression.reason, Suppression.added_at)
+    ).first()
+
+
+def _recent_sends_to(account: str, phones: Sequence[str], since: float) -> list[Any]:
+    """Conditions on rows joined with their campaign: a message from the account to one of
+    these phones that may have reached it since `since` (the cap counts them)."""
+    return [
+        Row.phone.in_(phones),
+        Row.claimed_at >= since,
+        Row.state.in_(MAY_HAVE_SENT),
+        Campaign.account == account,
+    ]
+
+
+def recent_sends_to(conn: sa.Connection, account: str, phone: str, since: float) -> int:
+    """How many messages from the account may have reached `phone` since `since`."""
+    return conn.scalar(
+        select(func.count())
+        .select_from(Row)
+        .join(Campaign, Campaign.id == Row.campaign_id)
+        .where(*_recent_sends_to(account, [phone], since))
+    )
+
+
+def suppressed_text(reason: str | None, added_at: datetime) -> str:
+    """Why a row was skipped SUPPRESSED: when the number was added and why."""
+    when = _utc(added_at).strftime("%Y-%m-%d %H:%M:%S UTC")
+    why = f" ({reason})" if reason else ""
+    return (
+        f"the number is on this account's suppression list since {when}{why}; it is never "
+        "messaged (campaign suppress remove takes it off)"
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite gives naive datetimes (they are UTC); other databases give aware ones."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 EARLIER_STATE_WORDS = {
     RowState.SENT: "sent",
     RowState.UNKNOWN: "possibly sent (its outcome is unknown)",
@@ -1350,13 +1611,7 @@ EARLIER_STATE_WORDS = {
 }
 
 
-def _campaign_of_row(conn: sa.Connection, row_id: int) -> str:
-    return conn.scalar(
-        select(Campaign.name).join(Row, Row.campaign_id == Campaign.id).where(Row.id == row_id)
-    )
-
-
-def _already_sent_text(this: str, earlier: sa.Row, window: float) -> str:
+def already_sent_text(this: str, earlier: sa.Row, window: float) -> str:
     """Why a row of campaign `this` was refused: the earlier campaign and when, then how
     to send it anyway."""
     when = datetime.fromtimestamp(earlier.claimed_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

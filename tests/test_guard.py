@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from campaign import sandbox as fake
 from campaign.cli import app
 from campaign.config import parse_duration, read_config
+from campaign.eligibility import Eligibility
 from campaign.errors import UsageError
 from campaign.model import ALREADY_SENT, Recipient
 from campaign.runner import resume_campaign, run_campaign
@@ -221,8 +222,9 @@ def claim_every_row(db: str, name: str, start: threading.Barrier) -> list[bool]:
         campaign = store.find_campaign(name)
         assert campaign is not None
         rows = store.due_rows(campaign.id, 1000)
+        rules = Eligibility(dedupe_window=7 * DAY)
         start.wait()
-        return [store.claim(row.id, 7 * DAY).refusal is None for row in rows]
+        return [store.claim(row.id, rules).refusal is None for row in rows]
     finally:
         store.close()
 

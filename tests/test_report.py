@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from campaign import outcomes, report
+from campaign.eligibility import Eligibility
 from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
-from campaign.store import DEFAULT_DEDUPE_WINDOW, Attempt, Row, Store
+from campaign.store import Attempt, Row, Store
 
 FORMULA_NAME = '=HYPERLINK("http://evil.example","click")'
 SCRIPT_NAME = "<script>alert(1)</script>"
@@ -47,7 +48,7 @@ def make_campaign(store: Store, name: str = "spring", names: list[str] | None = 
 def send(store: Store, campaign, row: int, fate: Fate, outcome: SendOutcome) -> None:
     """Take the pending row numbered `row` through sending to `fate`."""
     due = next(r for r in store.due_rows(campaign.id, 1000) if r.recipient.row == row)
-    attempt = store.claim(due.id, DEFAULT_DEDUPE_WINDOW).attempt
+    attempt = store.claim(due.id, Eligibility()).attempt
     store.record(campaign.id, due.id, attempt, outcome, fate, state=RowState(fate.value))
 
 

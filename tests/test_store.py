@@ -15,9 +15,10 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from campaign import outcomes
+from campaign.eligibility import Eligibility
 from campaign.limiter import plan_turn, requests_per_window
 from campaign.model import Fate, Recipient, RowState, SendOutcome, SkippedRow
-from campaign.store import DEFAULT_DEDUPE_WINDOW, Store, database_url
+from campaign.store import Store, database_url
 
 
 def new_campaign(store: Store, n: int = 3, name: str = "c"):
@@ -129,7 +130,7 @@ def test_sending_then_sent_is_logged(store_db):
     store = Store.open(store_db)
     campaign = new_campaign(store)
     row = store.due_rows(campaign.id, 1)[0]
-    assert store.claim(row.id, DEFAULT_DEDUPE_WINDOW).attempt == 1
+    assert store.claim(row.id, Eligibility()).attempt == 1
     assert store.counts(campaign.id)["sending"] == 1
     outcome = SendOutcome(200, conversation_id=7, message_sid="SM1", api_status="queued")
     store.record(campaign.id, row.id, 1, outcome, Fate.SENT, state=RowState.SENT)
@@ -144,7 +145,7 @@ def test_rows_left_sending_become_unknown(store_db):
     store = Store.open(store_db)
     campaign = new_campaign(store)
     row = store.due_rows(campaign.id, 1)[0]
-    store.claim(row.id, DEFAULT_DEDUPE_WINDOW)
+    store.claim(row.id, Eligibility())
     assert store.mark_interrupted(campaign.id) == 1
     line = next(r for r in store.report_rows(campaign.id) if r.id == row.id)
     assert (line.state, line.error_code) == ("unknown", outcomes.INTERRUPTED)
@@ -157,7 +158,7 @@ def test_retry_waits_until_due(store_db):
     store = Store.open(store_db)
     campaign = new_campaign(store, n=1)
     row = store.due_rows(campaign.id, 1)[0]
-    store.claim(row.id, DEFAULT_DEDUPE_WINDOW)
+    store.claim(row.id, Eligibility())
     outcome = SendOutcome(429, error_code=outcomes.RATE_LIMITED)
     later = time.time() + 60
     store.record(
@@ -208,7 +209,7 @@ def test_requeue_failed_by_code(store_db):
     store = Store.open(store_db)
     campaign = new_campaign(store)
     for row, code in zip(store.due_rows(campaign.id, 3), ["A", "B", "A"], strict=True):
-        store.claim(row.id, DEFAULT_DEDUPE_WINDOW)
+        store.claim(row.id, Eligibility())
         store.record(
             campaign.id,
             row.id,

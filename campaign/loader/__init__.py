@@ -11,7 +11,9 @@ The parts, in the order a file goes through them:
   reading.py     the bytes decide the format; encodings.py turns text bytes into UTF-8,
                  csv_file.py and xlsx_file.py turn a file into a Table: a header and blocks
                  of rows as text, with their spreadsheet row numbers
-  mapping.py     headers to the phone, name and template variable columns
+  excel_dates.py an XLSX date or time cell as its number format shows it
+  mapping.py     headers to the phone, name and template variable columns (or the ones the
+                 user chose), first and last names joined
   phone_column.py  each block's phones read (in worker processes for a large file)
   rules.py       the validation rules, one function each, named after their problem code
   checking.py    each block checked by the rules and sorted: recipients, duplicates
@@ -28,16 +30,26 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from campaign.errors import UsageError
 from campaign.loader import rules
 from campaign.loader.checking import Chunk, RowChecker
-from campaign.loader.mapping import map_columns
+from campaign.loader.excel_dates import DateChoice
+from campaign.loader.mapping import ColumnChoice, map_columns
 from campaign.loader.phone_column import PendingPhones, PhoneReader, worker_count
 from campaign.loader.reading import file_size, read_table
 from campaign.loader.table import Block, FileError, Table
 from campaign.model import Problem, Recipient, Severity, SkippedRow
 from campaign.phones import normalize_region
 
-__all__ = ["Chunk", "LoadResult", "Reading", "load_recipients", "read_recipients"]
+__all__ = [
+    "Chunk",
+    "ColumnChoice",
+    "DateChoice",
+    "LoadResult",
+    "Reading",
+    "load_recipients",
+    "read_recipients",
+]
 
 
 @dataclass
@@ -72,6 +84,8 @@ def load_recipients(
     delimiter: str | None = None,
     sheet: str | None = None,
     workers: int | None = None,
+    columns: ColumnChoice | None = None,
+    dates: DateChoice | None = None,
     keep_rows: bool = True,
     on_chunk: Callable[[Chunk], None] | None = None,
 ) -> LoadResult:
@@ -87,11 +101,15 @@ def load_recipients(
     (this process) for a small one. `keep_rows` False: only count the rows (the problems are
     kept), so that checking a file of millions of rows takes little memory. `on_chunk` is
     given each Chunk of rows as it is read (to store them as they come); if the result is not
-    `ok`, what it was given does not count.
+    `ok`, what it was given does not count. `columns`: the phone, name and variable columns
+    the user chose; one the file lacks raises UsageError (the only input that raises: it is
+    a wrong option, not a wrong file). `dates`: strftime patterns for an XLSX's date and
+    time cells, instead of their number formats.
 
     Problem codes. File level (row None): unreadable_file, empty_file, binary_file,
     unsupported_format, bad_encoding, bad_delimiter, unknown_region, missing_sheet,
-    unclosed_quote, no_rows, missing_column, ambiguous_column, name_too_long (the fallback).
+    unclosed_quote, no_rows, missing_column, ambiguous_column, name_too_long (the fallback),
+    unrendered_date_format (WARNING: a column's date format, sent as ISO text instead).
     Row level: missing_phone, invalid_phone, excel_scientific, excel_float_repaired
     (WARNING), duplicate (SKIP), missing_name, name_too_long, empty_variable, bad_whitespace,
     value_too_long, body_too_long, too_many_cells. `invalid[i].reason` joins the row's ERROR
@@ -107,6 +125,8 @@ def load_recipients(
         delimiter=delimiter,
         sheet=sheet,
         workers=workers,
+        columns=columns,
+        dates=dates,
     )
     result = LoadResult(notices=reading.notices)
     row_problems: list[Problem] = []
@@ -142,6 +162,8 @@ def read_recipients(
     delimiter: str | None = None,
     sheet: str | None = None,
     workers: int | None = None,
+    columns: ColumnChoice | None = None,
+    dates: DateChoice | None = None,
 ) -> Reading:
     """Start reading a file (the options are load_recipients'); iterate the Reading for its
     rows, a Chunk at a time. The header is read here: a file-level problem found so far is
@@ -156,6 +178,8 @@ def read_recipients(
         delimiter=delimiter,
         sheet=sheet,
         workers=workers,
+        columns=columns,
+        dates=dates,
     )
 
 
@@ -179,6 +203,8 @@ class Reading:
         delimiter: str | None,
         sheet: str | None,
         workers: int | None,
+        columns: ColumnChoice | None = None,
+        dates: DateChoice | None = None,
     ) -> None:
         self.notices: list[str] = []
         self.file_problems: list[Problem] = []
@@ -193,23 +219,31 @@ class Reading:
         self._table: Table | None = None
         self._checker: RowChecker | None = None
         try:
-            table = read_table(path, encoding, delimiter, sheet, self.notices)
+            table = read_table(path, encoding, delimiter, sheet, self.notices, dates)
             # The first block is read now: a small file's every reading problem (an unclosed
             # quote, say) comes before any about its headers.
-            first = next(table.blocks, None)
-            table.blocks = itertools.chain([first] if first else [], table.blocks)
+            blocks = table.blocks
+            first = next(blocks, None)
+            table.blocks = itertools.chain([first] if first else [], blocks)
             self._table = table
-            columns, problems = map_columns(table.header, variables, name_fallback or None)
+            mapped, problems = map_columns(
+                table.header, variables, name_fallback or None, columns, self.notices
+            )
         except FileError as exc:
             self._stop(exc)
             return
+        except UsageError:  # a column the user named is not there: the file is closed
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+            raise
         self.file_problems += problems
         too_long = rules.fallback_too_long(name_fallback)
         if too_long is not None:
             self.file_problems.append(too_long)
-        self.variable_keys = columns.variable_keys
-        body = rules.body_size(body_text, variables, columns.variables)
-        self._checker = RowChecker(self._table, columns, name_fallback or None, body)
+        self.variable_keys = mapped.variable_keys
+        body = rules.body_size(body_text, variables, mapped.variables)
+        self._checker = RowChecker(self._table, mapped, name_fallback or None, body)
 
     @property
     def ok(self) -> bool:
@@ -226,6 +260,7 @@ class Reading:
             notice = checker.unread_columns_notice()
             if notice:
                 self.notices.append(notice)
+            self.file_problems += rules.unrendered_dates(table.header, table.unrendered_dates)
             checker.check_some_rows()
         except FileError as exc:
             self._stop(exc)

@@ -54,7 +54,7 @@ class RowChecker:
         self.name_fallback = name_fallback
         self.body = body
         self.phone_heading = table.header[columns.phone].strip()
-        self.name_heading = table.header[columns.name].strip() if columns.name is not None else ""
+        self.name_heading = _name_heading(table.header, columns)
         self.keys = columns.variable_keys
         self.first_rows = FirstRows()
         self.rows_with_values = 0
@@ -99,9 +99,13 @@ class RowChecker:
                 self.filled.add(k)
 
     def _names(self, block: Block) -> list[str]:
-        if self.columns.name is None:
+        pattern = self.columns.name_pattern
+        if pattern is not None:
+            names = pattern.names(block.columns, len(block))
+        elif self.columns.name is None:
             return [self.name_fallback or ""] * len(block)
-        names = [v.strip() for v in block.columns[self.columns.name]]
+        else:
+            names = [v.strip() for v in block.columns[self.columns.name]]
         if self.name_fallback:
             return [v or self.name_fallback for v in names]
         return names
@@ -112,7 +116,7 @@ class RowChecker:
         """The rules' problems by row index, in the order of the rules."""
         rows = block.rows
         found: list[Problem] = []
-        if self.columns.name is not None:
+        if self.columns.has_name:
             for name_rule in NAME_RULES:
                 found += name_rule(names, rows, self.name_heading)
         for variable, column in zip(self.columns.variables, values, strict=True):
@@ -190,3 +194,10 @@ class RowChecker:
             problems.append(rules.phone_problem(row, self.phone_heading, raw, phone))
         problems += found.get(j, ())
         return problems
+
+
+def _name_heading(header: list[str], columns: Columns) -> str:
+    """The name's column as problems name it ("First Name + Last Name" for a pattern)."""
+    if columns.name_pattern is not None:
+        return columns.name_pattern.heading
+    return header[columns.name].strip() if columns.name is not None else ""

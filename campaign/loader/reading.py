@@ -12,6 +12,7 @@ from pathlib import Path
 
 from campaign.loader import encodings
 from campaign.loader.csv_file import read_csv
+from campaign.loader.excel_dates import DateChoice
 from campaign.loader.table import FileError, Table
 from campaign.loader.xlsx_file import read_xlsx
 
@@ -38,14 +39,16 @@ def read_table(
     delimiter: str | None,
     sheet: str | None,
     notices: list[str],
+    dates: DateChoice | None = None,
 ) -> Table:
-    """The file's header, and its rows as the Table's blocks are iterated."""
+    """The file's header, and its rows as the Table's blocks are iterated (`dates`: how an
+    XLSX's date cells read)."""
     p, head = _head(path)
     if not head:
         raise FileError("empty_file", "the file is empty")
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         _check_workbook(p)
-        return read_xlsx(p, sheet, notices)
+        return read_xlsx(p, sheet, notices, dates)
     for magic, what in _MAGIC:
         if head.startswith(magic):
             raise FileError("unsupported_format", f"the file is {what}")

@@ -17,6 +17,7 @@ Where each problem code is decided, if not here:
   bad_delimiter, unclosed_quote                                         csv_file.py
   missing_sheet                                                         xlsx_file.py
   no_rows                                                               checking.py
+  (unrendered_date_format is here; the formats are read in excel_dates.py)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from campaign.loader.mapping import Variable, norm_header, short
+from campaign.loader.mapping import Variable, column_letter, norm_header, short
 from campaign.model import Problem, Severity
 from campaign.phones import PhoneResult
 
@@ -58,6 +59,28 @@ def fallback_too_long(fallback: str) -> Problem | None:
         f"the name fallback is {len(fallback):,} characters long; the API accepts at most "
         f"{MAX_NAME}",
     )
+
+
+def unrendered_dates(header: list[str], formats: dict[int, tuple[str, str]]) -> list[Problem]:
+    """One WARNING per XLSX column whose date format could not be rendered as Excel shows it:
+    its dates went out as ISO text (2026-01-15, 09:30:00), and the user may choose."""
+    problems = []
+    for column, (code, why) in sorted(formats.items()):
+        heading = header[column].strip() if column < len(header) else ""
+        heading = heading or column_letter(column)
+        problems.append(
+            Problem(
+                None,
+                heading,
+                code,
+                "unrendered_date_format",
+                f'dates formatted "{short(code, 40)}" cannot be shown as Excel shows them '
+                f"({why}): they are sent as ISO text (2026-01-15); --date-format or "
+                "--time-format chooses a pattern (e.g. %d/%m/%Y)",
+                Severity.WARNING,
+            )
+        )
+    return problems
 
 
 # --- one row -------------------------------------------------------------------------------------

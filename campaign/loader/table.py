@@ -53,3 +53,6 @@ class Table:
     # CSV: a row with cells past the header's is an error (a separator inside a value).
     # XLSX: cells past the header are an unnamed column, ignored.
     extra_cells_are_errors: bool
+    # XLSX: column -> (number format, why) of date cells sent as ISO text because their
+    # format could not be rendered; filled as the blocks are read.
+    unrendered_dates: dict[int, tuple[str, str]] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """An Excel workbook (.xlsx) into a Table: one sheet's cells as the text a user sees.
 
 The first sheet is read, or the one `sheet=` names (case and spaces ignored). Numbers keep every
-digit (447911123456, never 4.47911e11 or "….0"), booleans read TRUE/FALSE, dates ISO. Cells
+digit (447911123456, never 4.47911e11 or "….0"), booleans read TRUE/FALSE, dates and times as
+their cell's format shows them (excel_dates.py; ISO where it cannot, noted in the Table). Cells
 past the header's last column are an unnamed column, ignored (listed in a notice), not an
 error as in a CSV file. Rows are read a block at a time, so a long sheet is never held whole.
 """
@@ -17,16 +18,21 @@ from typing import Any
 
 import openpyxl
 
+from campaign.loader.excel_dates import DateChoice, DateFormat, date_format
 from campaign.loader.table import Block, FileError, Table
 
 BLOCK_ROWS = 10_000
+UNREADABLE_FORMAT = DateFormat("?", (), True, True, "its number format cannot be read")
 
 
-def read_xlsx(path: Path, sheet: str | None, notices: list[str]) -> Table:
+def read_xlsx(
+    path: Path, sheet: str | None, notices: list[str], dates: DateChoice | None = None
+) -> Table:
     """The chosen sheet's header and rows (read as the Table's blocks are iterated)."""
     workbook = _open(path)
+    cells = CellText(dates or DateChoice())
     try:
-        records = _records(_worksheet(workbook, sheet, notices))
+        records = _records(_worksheet(workbook, sheet, notices), cells)
         header_index = 0
         for header in records:
             if not is_blank(header):
@@ -43,7 +49,45 @@ def read_xlsx(path: Path, sheet: str | None, notices: list[str]) -> Table:
         header_row=header_index + 1,
         blocks=_blocks(workbook, records, width, first_row=header_index + 2),
         extra_cells_are_errors=False,
+        unrendered_dates=cells.unrendered,
     )
+
+
+class CellText:
+    """Cells as text; a date or time cell as its number format shows it.
+
+    `unrendered` gathers, by column, the first format that could not be rendered (and why),
+    for one warning per column."""
+
+    def __init__(self, dates: DateChoice) -> None:
+        self.dates = dates
+        self.unrendered: dict[int, tuple[str, str]] = {}
+        self._formats: dict[int, DateFormat] = {}  # by the format's id in the workbook
+
+    def row(self, cells: tuple[Any, ...]) -> list[str]:
+        return [
+            self._date(k, c) if c.data_type == "d" else cell_text(c.value)
+            for k, c in enumerate(cells)
+        ]
+
+    def _date(self, column: int, cell: Any) -> str:
+        value = cell.value
+        shown = self._format(cell)
+        text = self.dates.text(value, shown)
+        if text is not None:
+            return text
+        self.unrendered.setdefault(column, (shown.code, shown.why))
+        return cell_text(value)
+
+    def _format(self, cell: Any) -> DateFormat:
+        try:
+            format_id = cell.style_array.numFmtId
+            shown = self._formats.get(format_id)
+            if shown is None:
+                shown = self._formats[format_id] = date_format(cell.number_format, format_id)
+        except (AttributeError, IndexError, KeyError, TypeError):  # a damaged style table
+            return UNREADABLE_FORMAT
+        return shown
 
 
 def cell_text(value: object) -> str:
@@ -120,14 +164,14 @@ def _worksheet(workbook: Any, sheet: str | None, notices: list[str]) -> Any:
     return worksheet
 
 
-def _records(worksheet: Any) -> Iterator[list[str]]:
+def _records(worksheet: Any, cells: CellText) -> Iterator[list[str]]:
     """Every row of the sheet, blank ones included, as text."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             if hasattr(worksheet, "reset_dimensions"):
                 worksheet.reset_dimensions()  # do not trust the stored size
-            rows = worksheet.iter_rows(values_only=True)
+            rows = worksheet.iter_rows()  # cells, not values: a date needs its format
         except Exception as exc:
             raise _damaged(exc) from exc
     while True:
@@ -139,7 +183,7 @@ def _records(worksheet: Any) -> Iterator[list[str]]:
                 raise _damaged(exc) from exc
         if values is None:
             return
-        yield [cell_text(v) for v in values]
+        yield cells.row(values)
 
 
 def _blocks(

@@ -5,7 +5,7 @@ window may go; such a row's error_code is SEND_WINDOW. It is not an attempt, and
 run decides it again with its own --send-window.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-30
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0008"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

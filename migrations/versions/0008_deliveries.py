@@ -7,7 +7,7 @@ whatsapp_message_id, so both get an index. Attempts gain `left_at`: older attemp
 have none, and the chart counts their accepted sends at the time they were recorded.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 Create Date: 2026-11-30
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
