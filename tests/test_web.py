@@ -35,8 +35,8 @@ from typer.testing import CliRunner
 from campaign import report, runner
 from campaign import sandbox as fake
 from campaign.cli import app as cli_app
+from campaign.eligibility import parse_cap
 from campaign.errors import UsageError
-from campaign.runner import SendSettings
 from campaign.store import Store
 from campaign.web import ConsoleConfig, create_app, pages
 from campaign.web.options import CampaignOptions, run_settings
@@ -366,15 +366,17 @@ def test_options_reach_the_run_settings(tmp_path):
         CampaignOptions.from_form({"default_region": "Great Britain"})
 
 
-def test_send_window_is_applied_or_refused_never_dropped(tmp_path):
-    """A send window the runner cannot apply is refused, not silently ignored."""
+def test_send_window_and_cap_reach_the_run_settings(tmp_path):
+    """The send window and the frequency cap are parsed as the CLI's flags and applied;
+    a bad one is refused in one line, never dropped."""
     config = config_for(tmp_path, "http://127.0.0.1:9")
-    options = CampaignOptions.from_form({"send_window": "09:00-20:00"})
-    if "send_window" in {f.name for f in SendSettings.__dataclass_fields__.values()}:
-        assert run_settings(config, options).sending.send_window  # type: ignore[attr-defined]
-    else:
-        with pytest.raises(UsageError, match="send window"):
-            run_settings(config, options)
+    form = {"send_window": "09:00-20:00", "max_per_recipient": "1/24h"}
+    options = CampaignOptions.from_form(form)
+    sending = run_settings(config, options).sending
+    assert str(sending.send_window) == "09:00-20:00"
+    assert sending.max_per_recipient == parse_cap("1/24h")
+    with pytest.raises(UsageError, match="max-per-recipient"):
+        run_settings(config, CampaignOptions.from_form({"max_per_recipient": "lots"}))
 
 
 def free_port() -> int:

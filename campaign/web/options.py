@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from campaign.daytime import SendWindow
+from campaign.eligibility import parse_cap
 from campaign.errors import UsageError
 from campaign.runner import LoadSettings, RunSettings, SendSettings
 
 if TYPE_CHECKING:
     from campaign.web.console import ConsoleConfig
-
-# Issue 10's frequency cap parser, the CLI flag's own (branch optout). Until it is merged
-# a cap is refused; once merged, drop the try block.
-try:
-    from campaign.eligibility import parse_cap  # type: ignore[import-not-found]
-except ImportError:
-    parse_cap = None
 
 
 @dataclass(frozen=True)
@@ -59,28 +52,17 @@ def run_settings(
         loading=LoadSettings(
             default_region=options.default_region, skip_invalid=options.skip_invalid
         ),
-        sending=SendSettings(**sending, **_issue_10_sending(options)),  # type: ignore[arg-type]
+        sending=SendSettings(**sending, **_window_and_cap(options)),  # type: ignore[arg-type]
         handle_signals=False,
     )
 
 
-def _issue_10_sending(options: CampaignOptions) -> dict[str, object]:
-    """The send window and frequency cap as SendSettings fields, parsed as the CLI does.
-
-    A chosen value this build cannot apply is refused, never ignored: a campaign must not
-    go out at night because an option was silently dropped.
-    """
-    known = {f.name for f in dataclasses.fields(SendSettings)}
-    parsers = {
-        "send_window": ("send window", SendWindow.parse),
-        "max_per_recipient": ("frequency cap", parse_cap),
-    }
-    chosen = {}
-    for name, (label, parse) in parsers.items():
-        value = getattr(options, name)
-        if value is None:
-            continue
-        if parse is None or name not in known:
-            raise UsageError(f"this version cannot apply a {label} yet; leave it empty")
-        chosen[name] = parse(value)
+def _window_and_cap(options: CampaignOptions) -> dict[str, object]:
+    """The send window and the frequency cap as SendSettings fields, parsed as the CLI's
+    flags are (a bad value is the same one line)."""
+    chosen: dict[str, object] = {}
+    if options.send_window is not None:
+        chosen["send_window"] = SendWindow.parse(options.send_window)
+    if options.max_per_recipient is not None:
+        chosen["max_per_recipient"] = parse_cap(options.max_per_recipient)
     return chosen
