@@ -35,6 +35,7 @@ from typer.testing import CliRunner
 from campaign import report, runner
 from campaign import sandbox as fake
 from campaign.cli import app as cli_app
+from campaign.client import account_id
 from campaign.eligibility import parse_cap
 from campaign.errors import UsageError
 from campaign.store import Store
@@ -671,3 +672,20 @@ async def test_loading_a_new_campaigns_file_leaves_the_event_loop_free(tmp_path)
     assert result.campaign.total_rows == rows and result.stopped
     assert took > 1.0, f"a load this fast proves nothing ({took:.2f} s)"
     assert max(gaps) < took / 2, (max(gaps), took)
+
+
+def test_validation_page_counts_suppressed_and_capped_rows(sandbox, tmp_path, recipients):
+    """The check says how many rows are suppressed, and how many the frequency cap stops."""
+    _, base_url = sandbox
+    config = config_for(tmp_path, base_url)
+    with console(config) as client:
+        wait_until_not_running(client, start(client, recipients(2)))  # phones 0 and 1, today
+        with Store.open(config.db) as store:
+            store.add_suppressions(account_id(base_url, KEY), [phone(2)], "asked us")
+        other = tmp_path / "other.csv"  # the same people, another message: not ALREADY_SENT
+        with other.open("w", newline="") as f:
+            rows = [[phone(i), f"Person {i}", "Another", "message"] for i in range(4)]
+            csv.writer(f).writerows([["phone", "name", "1", "2"], *rows])
+        page = client.get(upload(client, other, max_per_recipient="1/24h").headers["location"])
+    assert "1 row&#39;s number is on this account&#39;s suppression list" in page.text
+    assert "2 rows are at the cap of 1 message per 1 day to one number" in page.text

@@ -518,7 +518,7 @@ async def draft_page(
         draft = _draft(state, request)
     except UsageError as exc:
         return page(request, "error.html", 404, message=str(exc))
-    load = draft.validation.load
+    load, v = draft.validation.load, draft.validation
     problems = [p for p in load.problems if p.severity != Severity.SKIP] or load.problems
     return page(
         request,
@@ -535,6 +535,8 @@ async def draft_page(
         already_sent=runner.already_sent_text(draft.validation.already_sent)
         if draft.validation.already_sent and draft.validation.already_sent.rows
         else None,
+        suppressed=runner.suppressed_text(v.suppressed) if v.suppressed else None,
+        capped=runner.capped_text(v.capped, v.cap) if v.capped and v.cap else None,
     )
 
 
