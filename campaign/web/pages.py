@@ -79,6 +79,8 @@ class Console:
     account: AccountCache
     templates: Jinja2Templates
     drafts: dict[str, Draft] = field(default_factory=dict)
+    # The options of the campaigns started here (a restart forgets them: the page asks).
+    started_with: dict[str, CampaignOptions] = field(default_factory=dict)
     # A campaign's chart while it is not sending: (its status and counts, the series).
     charts: dict[int, tuple[tuple, list[list[int]]]] = field(default_factory=dict)
 
@@ -211,6 +213,9 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
             "errors": facts["errors"],
             "chart": chart,
             "chart_window": CHART_WINDOW if active else None,
+            "options": dataclasses.asdict(
+                state.started_with.get(campaign.name) or CampaignOptions()
+            ),
             "error": ended.error if ended else None,
             "notices": (state.runs.running[campaign.name].notices if here else [])
             or (ended.notices if ended else []),
@@ -338,7 +343,8 @@ async def stop(request: Request, form) -> Response:
 async def resume(request: Request, form) -> Response:
     state = console(request)
     campaign = _campaign_or_fail(state, request)
-    await state.runs.resume(campaign.name, run_settings(state.config))
+    options = again_options(state, campaign, form)
+    await state.runs.resume(campaign.name, run_settings(state.config, options))
     return _to_campaign(campaign)
 
 
@@ -365,8 +371,28 @@ async def retry(request: Request, form) -> Response:
         sending["dedupe_window"] = 0.0  # else the check would skip them again
     else:
         raise UsageError("say which rows to retry: failed or unknown")
-    await state.runs.resume(campaign.name, run_settings(state.config, **sending), retry=rows)
+    options = again_options(state, campaign, form)
+    settings = run_settings(state.config, options, **sending)
+    await state.runs.resume(campaign.name, settings, retry=rows)
     return _to_campaign(campaign)
+
+
+def again_options(state: Console, campaign: CampaignInfo, form) -> CampaignOptions:
+    """A resume's or retry's send window and frequency cap, as its form gives them (the
+    page fills in those the campaign was started with here). Every run decides the rows
+    waiting for daytime again: without a window they would go at once, so that needs a
+    tick of its own."""
+    text = {k: str(form.get(k) or "") for k in ("send_window", "max_per_recipient")}
+    options = CampaignOptions.from_form(text)
+    if options.send_window is None and form.get("send_now") != "on":
+        waiting = report.daytime_status(state.store, campaign)["rows"]
+        if waiting:
+            raise UsageError(
+                f"{waiting} rows wait for their recipients' daytime: give the send window "
+                "again on Resume, or tick 'send them now' there to send them whatever their "
+                "local time"
+            )
+    return options
 
 
 def _campaign_or_fail(state: Console, request: Request) -> CampaignInfo:
@@ -570,6 +596,7 @@ async def start(request: Request, form) -> Response:
     except CampaignError as exc:
         return await draft_page(request, str(exc), 400)
     state.drafts.pop(request.path_params["token"], None)
+    state.started_with[name] = options  # its Resume and Retry forms offer them again
     campaign = state.store.find_campaign(name)
     assert campaign is not None
     return _to_campaign(campaign)
