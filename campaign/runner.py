@@ -598,12 +598,12 @@ def campaign_window(sending: SendSettings, campaign: CampaignInfo | None) -> Sen
     for a window (--wait, --default-timezone) while it has none.
     """
     window, zone = sending.send_window, sending.default_timezone
-    if not sending.send_window_off and campaign is not None:
+    if sending.send_window_off:
+        window = None
+    elif campaign is not None:
         if window is None and campaign.send_window is not None:
             window = SendWindow.parse(campaign.send_window)
         zone = zone or campaign.default_timezone
-    elif sending.send_window_off:
-        window = None
     if window is None and (sending.default_timezone or sending.wait_for_daytime):
         raise UsageError(
             "--default-timezone and --wait go with a send window: --send-window, or the "
@@ -655,7 +655,7 @@ def _say_window(
             "at any hour, in this run and the later ones"
         )
     else:
-        was = f" (it was {before[0]})" if before[0] else ""
+        was = f" (it was {', '.join(filter(None, before))})" if before[0] else ""
         notice(
             f"campaign {name!r} now sends in the window {window}{zone_text}{was}, in this "
             "run and the later ones"

@@ -394,7 +394,7 @@ def test_a_window_given_later_replaces_the_campaigns_own(server, tmp_path, db_pa
     resumed = cli(argv, db_path)
     assert resumed.returncode == 0, resumed.stderr
     said = f"campaign 'world' now sends in the window {tokyo} (numbers with no known zone: "
-    assert said + f"Europe/London) (it was {london})" in resumed.stderr
+    assert said + f"Europe/London) (it was {london}, Europe/London)" in resumed.stderr
     assert sandbox.counts_by_phone() == {p: 1 for p in LONDON + TOKYO}
     text = " ".join(invoke("status", "world", "--db", db_path).split())
     assert f"send window {tokyo} in each recipient's local time (Europe/London for" in text
