@@ -157,7 +157,7 @@ SendWindowOption = Annotated[
         "--send-window",
         metavar="HH:MM-HH:MM",
         help="Send only while the recipient's local time is in this window (09:00-20:00); "
-        "the rest waits.",
+        "the rest waits. The campaign keeps it for its later runs; off removes it.",
     ),
 ]
 DefaultTimezoneOption = Annotated[
@@ -165,13 +165,13 @@ DefaultTimezoneOption = Annotated[
     typer.Option(
         "--default-timezone",
         metavar="ZONE",
-        help="With --send-window: the zone of numbers with none known (else sent anytime).",
+        help="With a send window: the zone of numbers with none known (else sent anytime).",
     ),
 ]
 WaitOption = Annotated[
     bool,
     typer.Option(
-        "--wait", help="With --send-window: sleep until the next window opens, not exit 6."
+        "--wait", help="With a send window: sleep until the next window opens, not exit 6."
     ),
 ]
 CapOption = Annotated[
@@ -192,6 +192,8 @@ StorePatienceOption = Annotated[
         help="Seconds to wait for a failing store (locked, full, restarting).",
     ),
 ]
+
+WINDOW_OFF = ("none", "off")  # --send-window values that remove the campaign's window
 
 SENDER_HELP = "The WhatsApp sender: its id or its phone number (see `campaign senders`)."
 TEMPLATE_HELP = "The template: its id, name or name:language (see `campaign templates`)."
@@ -384,6 +386,10 @@ def run(
     `campaign suppress`), and with --max-per-recipient a number that had enough messages
     lately, in any campaign, is skipped (FREQUENCY_CAP). Both are decided as each row is
     claimed, so a number suppressed during the run is not messaged after that moment.
+
+    The campaign keeps the --send-window (and --default-timezone) it was started with:
+    its later runs, resumes and retries send in that window unless they pass another
+    (--send-window off removes it).
     """
     setup_logging(verbose, quiet, log_format)
     for flag, value in (
@@ -460,13 +466,15 @@ def send_settings(
 def daytime_settings(
     send_window: str | None, default_timezone: str | None, wait: bool
 ) -> dict[str, Any]:
-    """The send-window fields of SendSettings, from --send-window, --default-timezone, --wait."""
-    if send_window is None:
-        if default_timezone is not None or wait:
-            raise UsageError("--default-timezone and --wait go with --send-window")
-        return {}
+    """The send-window fields of SendSettings, from --send-window, --default-timezone, --wait.
+
+    Without --send-window the campaign's own window applies (runner.campaign_window);
+    `none` or `off` removes it.
+    """
+    off = send_window is not None and send_window.strip().lower() in WINDOW_OFF
     return dict(
-        send_window=daytime.SendWindow.parse(send_window),
+        send_window=None if send_window is None or off else daytime.SendWindow.parse(send_window),
+        send_window_off=off,
         default_timezone=default_timezone and daytime.check_zone(default_timezone),
         wait_for_daytime=wait,
     )
@@ -519,7 +527,12 @@ def resume(
     wait: WaitOption = False,
     max_per_recipient: CapOption = None,
 ) -> None:
-    """Go on with a stored campaign's pending rows; no file needed (exit codes as `run`)."""
+    """Go on with a stored campaign's pending rows; no file needed (exit codes as `run`).
+
+    The campaign's send window applies (the one it was started with): rows waiting for
+    their recipients' daytime keep waiting. --send-window replaces it for this run and the
+    later ones; --send-window off removes it and sends them now.
+    """
     setup_logging(verbose, quiet, log_format)
     daytime_fields = daytime_settings(send_window, default_timezone, wait)
     cap = cap_of(max_per_recipient)
@@ -571,7 +584,8 @@ def retry(
 
     Unknown rows may already have reached their recipient, and rows skipped as
     ALREADY_SENT did reach theirs from another campaign: sending them again gives those
-    people a second message. They are only retried on this explicit request.
+    people a second message. They are only retried on this explicit request. The
+    campaign's send window applies, as for `resume`.
     """
     setup_logging(verbose, quiet, log_format)
     if failed + unknown + already_sent != 1:
@@ -854,6 +868,9 @@ def render_status(state: dict[str, Any]) -> None:
     if state["halt_reason"]:
         halt_reason = escape(state["halt_reason"])
         out.print(f"[red]halted:[/] {halt_reason}", highlight=False, soft_wrap=True)
+    window = report.send_window_text(state["send_window"], state["default_timezone"])
+    if window:
+        out.print(window, highlight=False)
     waiting = state["daytime"]
     if waiting["rows"]:
         out.print(f"{waiting['text']}", highlight=False, soft_wrap=True)

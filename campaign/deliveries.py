@@ -17,8 +17,9 @@ resolves one when all of these hold, and the row becomes `sent` with the event's
 - its status is one of STATUSES and it carries a message_sid or whatsapp_message_id;
 - its `to` (E.164, "whatsapp:" prefix dropped) is the row's phone, and the row is `unknown`;
 - the row's campaign sent from the event's sender: the event's `sender_id` if it has one,
-  else a sender whose phone number is the event's `from`. Numbers are learned: every
-  event that matches a row by its ids teaches us that the row's sender sends from that
+  else a sender whose phone number is the event's `from`. Numbers are learned: a run
+  records its sender's phone number (from the account) when it starts, and every event
+  that matches a row by its ids teaches us that the row's sender sends from that
   event's `from` (`sender_numbers`). An event with neither resolves nothing;
 - if the event names a `template_id`, the campaign sent that template;
 - the row's last attempt (`claimed_at`, when it was marked `sending`) was at most
@@ -41,7 +42,15 @@ import sqlalchemy as sa
 from sqlalchemy import func, select, update
 
 from campaign.model import RowState
-from campaign.store import Campaign, DeliveryEvent, Row, SenderNumber, Store, utcnow
+from campaign.store import (
+    Campaign,
+    DeliveryEvent,
+    Row,
+    SenderNumber,
+    Store,
+    insert_sender_number,
+    utcnow,
+)
 
 MESSAGE_STATUS = "message_status"
 STATUSES = ("sent", "delivered", "read", "failed", "undelivered")
@@ -394,25 +403,8 @@ def _another_message(conn: sa.Connection, event: StatusEvent, received: datetime
 
 def _learn_sender(conn: sa.Connection, sender_id: int, phone: str | None) -> None:
     """Remember that this sender sends from `phone` (the `from` of its events)."""
-    if phone is None:
-        return
-    known = conn.scalar(
-        select(SenderNumber.phone).where(
-            SenderNumber.sender_id == sender_id, SenderNumber.phone == phone
-        )
-    )
-    if known is None:
-        insert = _insert_ignoring_duplicates(conn)
-        conn.execute(insert, dict(sender_id=sender_id, phone=phone))
-
-
-def _insert_ignoring_duplicates(conn: sa.Connection) -> sa.Insert:
-    """INSERT … ON CONFLICT DO NOTHING: two deliveries may learn the same number at once."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(SenderNumber).on_conflict_do_nothing()
+    if phone is not None:
+        insert_sender_number(conn, sender_id, phone)
 
 
 # --- kept events that now fit a row ---------------------------------------------------

@@ -121,7 +121,21 @@ def campaign_summary(campaign: CampaignInfo) -> dict[str, Any]:
         "status": campaign.status,
         "halt_reason": campaign.halt_reason,
         "created_at": str(campaign.created_at),
+        **send_window(campaign),
     }
+
+
+def send_window(campaign: CampaignInfo) -> dict[str, str | None]:
+    """The campaign's send window (None: any hour), which its every run keeps."""
+    return {"send_window": campaign.send_window, "default_timezone": campaign.default_timezone}
+
+
+def send_window_text(window: str | None, zone: str | None) -> str | None:
+    """send window 09:00-20:00 in each recipient's local time; None without one."""
+    if window is None:
+        return None
+    more = f" ({zone} for numbers with no known zone)" if zone else ""
+    return f"send window {window} in each recipient's local time{more}"
 
 
 def campaign_status(store: Store, campaign: CampaignInfo) -> dict[str, Any]:
@@ -228,6 +242,7 @@ def campaign_list(store: Store) -> list[dict[str, Any]]:
             "total_rows": c.total_rows,
             "counts": store.counts(c.id),
             "halt_reason": c.halt_reason,
+            **send_window(c),
         }
         for c in store.campaigns()
     ]
@@ -304,11 +319,17 @@ def _overview(campaign: CampaignInfo) -> str:
         ("Sender id", esc(campaign.sender_id)),
         ("Template id", esc(campaign.template_id)),
         ("Created", esc(_utc_text(campaign.created_at))),
+        ("Send window", esc(_window_fact(campaign))),
     ]
     if campaign.halt_reason:
         facts.append(("Halted", f'<span class="halt">{esc(campaign.halt_reason)}</span>'))
     items = "".join(f"<dt>{label}</dt><dd>{value}</dd>\n" for label, value in facts)
     return f"<dl>\n{items}</dl>\n"
+
+
+def _window_fact(campaign: CampaignInfo) -> str:
+    window = send_window_text(campaign.send_window, campaign.default_timezone)
+    return window or "none: sent at any hour"
 
 
 def _totals(counts: dict[str, int]) -> str:

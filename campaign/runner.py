@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import pickle
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from operator import attrgetter
@@ -19,6 +20,7 @@ import anyio
 import httpx
 import sqlalchemy as sa
 
+from campaign import deliveries
 from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.config import duration_text
 from campaign.daytime import Daytime, DaytimeWait, SendWindow
@@ -49,6 +51,8 @@ from campaign.store import (
 
 if TYPE_CHECKING:
     from campaign.loader import Chunk, LoadResult
+
+log = logging.getLogger(__name__)
 
 # In a worker thread: raises the run's cancellation (Ctrl-C) if it came meanwhile.
 cancelled = anyio.from_thread.check_cancelled
@@ -91,8 +95,11 @@ class SendSettings:
     block_red: bool = False  # refuse a sender whose quality rating is RED
     allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
     max_per_recipient: Cap | None = None  # the frequency cap across campaigns; None: none
-    send_window: SendWindow | None = None  # in the recipient's local time; None: any hour
+    # The recipients' send window, in their local time. None: the campaign's own (kept
+    # from the run that started it), if any; a window given replaces the campaign's.
+    send_window: SendWindow | None = None
     default_timezone: str | None = None  # for numbers with no known zone (else: any hour)
+    send_window_off: bool = False  # --send-window off: remove the campaign's window
     wait_for_daytime: bool = False  # sleep until a window opens instead of exiting 6
 
 
@@ -195,6 +202,7 @@ async def run_campaign(
                 f"({campaign.source}, sender {campaign.sender_id}, template "
                 f"{campaign.template_id}); choose another --name"
             )
+        window = campaign_window(settings.sending, campaign)  # a bad choice refuses here
         limiter = _limiter(store, settings)
         owner = lease_owner_id()
         loaded = None
@@ -211,7 +219,7 @@ async def run_campaign(
                         # stays flat, and nothing is stored from a file that is refused.
                         with tempfile.TemporaryFile() as spool:
                             loaded = _load(path, settings, preflight, notice, spool, cancelled)
-                            created.append(_create(*new, _unspool(spool, cancelled), owner))
+                            created.append(_create(*new, _unspool(spool, cancelled), owner, window))
                         return loaded
 
                     # On a worker thread: a big file takes a while, and the web console's
@@ -221,7 +229,7 @@ async def run_campaign(
                     campaign = created[0]
                 else:  # a resume does not read the file again
                     _take_lease(store, campaign, owner)
-                    await _preflight(client, sender_id, template_id, settings, notice)
+                    preflight = await _preflight(client, sender_id, template_id, settings, notice)
                 result = await _dispatch(
                     store,
                     client,
@@ -231,6 +239,7 @@ async def run_campaign(
                     on_start,
                     on_row,
                     notice=notice,
+                    sender_phone=preflight.sender.get("phone_number"),
                     on_wait=on_wait,
                     stop=stop,
                 )
@@ -257,12 +266,15 @@ async def resume_campaign(
     notice = on_notice or (lambda text: None)
     with Store.open(settings.db) as store:
         campaign = find(store, name)
+        campaign_window(settings.sending, campaign)  # a bad choice refuses before anything
         limiter = _limiter(store, settings)
         owner = lease_owner_id()
         _take_lease(store, campaign, owner)  # before anything else: a busy one refuses at once
         try:
             async with _client(settings, transport, limiter) as client:
-                await _preflight(client, campaign.sender_id, campaign.template_id, settings, notice)
+                preflight = await _preflight(
+                    client, campaign.sender_id, campaign.template_id, settings, notice
+                )
                 return await _dispatch(
                     store,
                     client,
@@ -275,6 +287,7 @@ async def resume_campaign(
                     notice,
                     on_wait=on_wait,
                     stop=stop,
+                    sender_phone=preflight.sender.get("phone_number"),
                 )
         finally:
             _release(store, campaign, owner)
@@ -509,6 +522,7 @@ def _create(
     template_id: int,
     rows: Iterable[tuple[list[Recipient], list[SkippedRow]]],
     owner: str,
+    window: SendSettings,
 ) -> CampaignInfo:
     try:
         return store.create_campaign(
@@ -520,6 +534,9 @@ def _create(
             template_id=template_id,
             batches=rows,
             lease=(owner, LEASE_TTL),  # created holding the lease: no other run can start it
+            # Kept with it from the start: a later run without the flag keeps the window.
+            send_window=_window_text(window),
+            default_timezone=window.default_timezone,
         )
     except sa.exc.IntegrityError:
         # Another run created it between our look and our insert: it is running it.
@@ -579,15 +596,19 @@ async def _dispatch(
     notice: OnNotice | None = None,
     on_wait: OnWait | None = None,
     stop: anyio.Event | None = None,
+    sender_phone: object = None,
 ) -> RunResult:
     """Send the campaign's pending rows; the caller holds the lease and gives it back.
 
     Every store call waits out a failing store, up to `settings.sending.store_patience`.
+    `sender_phone`: the sender's number as the account gave it (for the webhook).
     """
     patience = StorePatience(settings.sending.store_patience)
     patient = patience.call
     if not await patient(store.renew_lease, campaign.id, owner, LEASE_TTL):  # lost meanwhile
         raise _busy(campaign)
+    sending = await _keep_window(store, campaign, settings.sending, patient, notice)
+    await _remember_sender_number(store, campaign.sender_id, sender_phone, patient)
     await patient(store.mark_interrupted, campaign.id)
     if retry is not None:  # under the lease, so no other run is sending them now
         moved = await patient(store.requeue, campaign.id, retry.states, retry.code)
@@ -601,10 +622,10 @@ async def _dispatch(
     if found.rows and notice:
         notice(already_sent_text(found))
     waited = await patient(store.forget_daytime, campaign.id)  # this run decides them again
-    if waited and settings.sending.send_window is None and notice:
+    if waited and sending.send_window is None and notice:
         notice(
-            f"warning: {waited} rows waited for their recipients' daytime; without "
-            "--send-window this run sends them at once"
+            f"warning: {waited} rows waited for their recipients' daytime; without a send "
+            "window this run sends them at once"
         )
     cap = settings.sending.max_per_recipient
     if cap is not None:
@@ -622,9 +643,9 @@ async def _dispatch(
             max_in_flight=_max_in_flight(settings),
             max_attempts=settings.sending.max_attempts,
             dedupe_window=settings.sending.dedupe_window,
-            max_per_recipient=settings.sending.max_per_recipient,
-            daytime=_daytime(settings.sending),
-            wait_for_daytime=settings.sending.wait_for_daytime,
+            max_per_recipient=sending.max_per_recipient,
+            daytime=_daytime(sending),
+            wait_for_daytime=sending.wait_for_daytime,
         ),
         on_row,
         patience,
@@ -646,6 +667,7 @@ async def _dispatch(
     if status == "finished" and result.daytime is not None:
         status = "waiting"  # for the recipients' daytime: a later run goes on
     await patient(store.set_status, campaign.id, status, result.halt_reason)
+    await _catch_up(store, campaign.id, patient)
     return RunResult(
         campaign=await patient(store.find_campaign, campaign.name, read=True) or campaign,
         counts=await patient(store.counts, campaign.id, read=True),
@@ -653,6 +675,113 @@ async def _dispatch(
         stopped=result.stopped,
         daytime=result.daytime,
     )
+
+
+def campaign_window(sending: SendSettings, campaign: CampaignInfo | None) -> SendSettings:
+    """A run's sending settings with its send window: the one given, else the campaign's.
+
+    --send-window replaces the campaign's window, --default-timezone its zone for numbers
+    with none known; --send-window off removes both. A UsageError if the run would wait
+    for a window (--wait, --default-timezone) while it has none.
+    """
+    window, zone = sending.send_window, sending.default_timezone
+    if sending.send_window_off:
+        window = None
+    elif campaign is not None:
+        if window is None and campaign.send_window is not None:
+            window = SendWindow.parse(campaign.send_window)
+        zone = zone or campaign.default_timezone
+    if window is None and (sending.default_timezone or sending.wait_for_daytime):
+        raise UsageError(
+            "--default-timezone and --wait go with a send window: --send-window, or the "
+            "one the campaign was started with"
+        )
+    zone = zone if window else None
+    return replace(sending, send_window=window, default_timezone=zone, send_window_off=False)
+
+
+async def _keep_window(
+    store: Store,
+    campaign: CampaignInfo,
+    given: SendSettings,
+    patient: Callable[..., Awaitable[object]],
+    notice: OnNotice | None,
+) -> SendSettings:
+    """The run's sending settings with the campaign's window; a window given (or removed)
+    becomes the campaign's own for its later runs, and the run says so."""
+    sending = campaign_window(given, campaign)
+    now = (_window_text(sending), sending.default_timezone)
+    before = (campaign.send_window, campaign.default_timezone)
+    if now != before:
+        await patient(store.set_send_window, campaign.id, *now)
+    if notice is not None:
+        _say_window(notice, campaign.name, now, before, given_window=given.send_window is not None)
+    return sending
+
+
+def _say_window(
+    notice: OnNotice,
+    name: str,
+    now: tuple[str | None, str | None],
+    before: tuple[str | None, str | None],
+    *,
+    given_window: bool,
+) -> None:
+    """Say which window the run keeps: the campaign's, or one that replaces it."""
+    window, zone = now
+    zone_text = f" (numbers with no known zone: {zone})" if zone else ""
+    if now == before:
+        if window is not None and not given_window:
+            notice(
+                f"send window {window} in each recipient's local time{zone_text}: the "
+                "campaign's own (--send-window replaces it, --send-window off removes it)"
+            )
+    elif window is None:
+        notice(
+            f"the send window {before[0]} is removed from campaign {name!r}: its rows go "
+            "at any hour, in this run and the later ones"
+        )
+    else:
+        was = f" (it was {', '.join(filter(None, before))})" if before[0] else ""
+        notice(
+            f"campaign {name!r} now sends in the window {window}{zone_text}{was}, in this "
+            "run and the later ones"
+        )
+
+
+def _window_text(sending: SendSettings) -> str | None:
+    return None if sending.send_window is None else str(sending.send_window)
+
+
+async def _remember_sender_number(
+    store: Store,
+    sender_id: int,
+    phone: object,
+    patient: Callable[..., Awaitable[object]],
+) -> None:
+    """Keep the sender's number: the webhook knows its events by it (deliveries.py).
+
+    A help, never a need: a number that does not read as E.164, or a store that stays
+    down, is skipped (the run's next store call meets that store all the same).
+    """
+    number = deliveries.phone_of(phone)
+    if number is None:
+        log.debug("the sender %s has no E.164 phone number to remember: %r", sender_id, phone)
+        return
+    try:
+        await patient(store.add_sender_number, sender_id, number)
+    except StoreUnavailable as exc:
+        log.debug("the sender's number was not remembered: %s", exc)
+
+
+async def _catch_up(
+    store: Store, campaign_id: int, patient: Callable[..., Awaitable[object]]
+) -> None:
+    """Apply webhook events that came before their row's answer was recorded."""
+    try:
+        await patient(deliveries.catch_up, store, campaign_id)
+    except StoreUnavailable as exc:
+        log.debug("kept webhook events were not applied at the end of the run: %s", exc)
 
 
 def _daytime(sending: SendSettings) -> Daytime | None:

@@ -117,6 +117,10 @@ class Campaign(Base):
     halt_reason: Mapped[str | None] = mapped_column(sa.Text)
     lease_owner: Mapped[str | None] = mapped_column(sa.String(200))
     lease_expires_at: Mapped[float | None]  # epoch seconds
+    # The recipients' send window (HH:MM-HH:MM; None: any hour) and the zone of numbers
+    # with none known: given when the campaign was started, kept for its later runs.
+    send_window: Mapped[str | None] = mapped_column(sa.String(11))
+    default_timezone: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
@@ -251,7 +255,8 @@ class DeliveryEvent(Base):
 
 
 class SenderNumber(Base):
-    """A sender's phone number, learned from the `from` of events that matched its rows."""
+    """A sender's phone number: from the account when a run starts, and from the `from`
+    of webhook events that matched its rows."""
 
     __tablename__ = "sender_numbers"
 
@@ -284,6 +289,8 @@ class CampaignInfo:
     status: str
     halt_reason: str | None
     created_at: datetime
+    send_window: str | None = None  # HH:MM-HH:MM in each recipient's local time; None: any hour
+    default_timezone: str | None = None  # for numbers with no known zone
 
 
 @dataclass(frozen=True)
@@ -609,6 +616,8 @@ class Store:
         skipped: Iterable[SkippedRow] = (),
         batches: Iterable[tuple[Iterable[Recipient], Iterable[SkippedRow]]] = (),
         lease: tuple[str, float] | None = None,
+        send_window: str | None = None,
+        default_timezone: str | None = None,
     ) -> CampaignInfo:
         """Store a campaign and every one of its rows in one transaction.
 
@@ -617,6 +626,7 @@ class Store:
         a block at a time, never held whole), each in row order.
         `lease` (owner, seconds): create it already held by that run, so that no other
         run can start it between its creation and the first send.
+        `send_window` (HH:MM-HH:MM) and `default_timezone` are kept for its later runs.
         """
         key = message_keyer(account, sender_id, template_id)
         with self._writer.begin() as conn, _big_cache(conn):
@@ -631,6 +641,8 @@ class Store:
                     template_id=template_id,
                     total_rows=0,  # counted below
                     lease_owner=lease[0] if lease else None,
+                    send_window=send_window,
+                    default_timezone=default_timezone,
                 )
                 .returning(Campaign.id)
             ).scalar_one()
@@ -661,6 +673,25 @@ class Store:
                 .where(Campaign.id == campaign_id)
                 .values(status=status, halt_reason=halt_reason, updated_at=utcnow())
             )
+
+    def set_send_window(
+        self, campaign_id: int, send_window: str | None, default_timezone: str | None
+    ) -> None:
+        """The campaign's send window from now on (None: any hour), for its later runs."""
+        with self._writer.begin() as conn:
+            conn.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(
+                    send_window=send_window, default_timezone=default_timezone, updated_at=utcnow()
+                )
+            )
+
+    def add_sender_number(self, sender_id: int, phone: str) -> None:
+        """This sender sends from `phone` (E.164): the delivery webhook knows its events by
+        that `from` (deliveries.py). Idempotent: a number is kept once."""
+        with self._writer.begin() as conn:
+            insert_sender_number(conn, sender_id, phone)
 
     # --- the lease: one run at a time per campaign --------------------------------------
 
@@ -1460,6 +1491,24 @@ class Store:
             query = query.where(TestSend.account == account)
         with self.engine.connect() as conn:
             return [_record(TestSendInfo, found) for found in conn.execute(query)]
+
+
+def insert_sender_number(conn: sa.Connection, sender_id: int, phone: str) -> None:
+    """Keep (sender, phone) in sender_numbers unless it is there: in the caller's
+    transaction; two runs (or deliveries) adding the same number at once keep it once."""
+    known = conn.scalar(
+        select(SenderNumber.phone).where(
+            SenderNumber.sender_id == sender_id, SenderNumber.phone == phone
+        )
+    )
+    if known is not None:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    number = dict(sender_id=sender_id, phone=phone)
+    conn.execute(insert(SenderNumber).on_conflict_do_nothing(), number)
 
 
 def _waiting_for_daytime(campaign_id: int) -> tuple[sa.ColumnElement[bool], ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -39,7 +40,8 @@ from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.errors import UsageError
 from campaign.limiter import AccountLimiter
 from campaign.model import Recipient
-from campaign.store import Store
+from campaign.runner import SendSettings, campaign_window
+from campaign.store import CampaignInfo, Store
 
 LONDON = [f"+4479111234{i:02d}" for i in range(3)]
 TOKYO = [f"+8190123456{i:02d}" for i in range(2)]
@@ -289,6 +291,8 @@ def test_send_window_from_the_config_file(server, tmp_path, db_path):
     result = cli(run_argv(path, base_url, "--config", config), db_path)
     assert result.returncode == 6, result.stderr
     assert sorted(sandbox.counts_by_phone()) == sorted(LONDON)
+    [listed] = json.loads(invoke("list", "--json", "--db", db_path))
+    assert listed["send_window"] == config.read_text().split('"')[1]  # kept for later runs
 
 
 # --- in bulk ---------------------------------------------------------------------------
@@ -341,14 +345,76 @@ async def test_a_big_file_at_night_is_deferred_in_bulk(store_db):
     assert sorted(sandbox.counts_by_phone()) == sorted(LONDON)
 
 
-def test_a_resume_without_the_window_warns_and_sends_the_waiting_rows(server, tmp_path, db_path):
-    """A resume without --send-window warns that rows waited, and sends them now, once each."""
+def test_a_resume_without_the_flag_keeps_the_campaigns_window(server, tmp_path, db_path):
+    """A resume or retry without --send-window keeps deferring; --send-window off sends once."""
     sandbox, base_url = server
     path = write_recipients(tmp_path / "world.csv", 5, phones=LONDON + TOKYO)
     window = london_window()
     first = cli(run_argv(path, base_url, "--name", "world", "--send-window", window), db_path)
     assert first.returncode == 6, first.stderr
     resumed = cli(campaign_argv("resume", "world", "--base-url", base_url), db_path)
+    assert resumed.returncode == 6, resumed.stderr
+    assert f"send window {window} in each recipient's local time: the campaign's own" in (
+        resumed.stderr
+    )
+    retried = cli(campaign_argv("retry", "world", "--failed", "--base-url", base_url), db_path)
+    assert retried.returncode == 6, retried.stderr
+    assert sorted(sandbox.counts_by_phone()) == sorted(LONDON)
+
+    off = campaign_argv("resume", "world", "--base-url", base_url, "--send-window", "off")
+    resumed = cli(off, db_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "2 rows waited for their recipients' daytime; without --send-window" in (resumed.stderr)
+    assert f"the send window {window} is removed from campaign 'world'" in resumed.stderr
+    assert "2 rows waited for their recipients' daytime; without a send window" in resumed.stderr
     assert sandbox.counts_by_phone() == {p: 1 for p in LONDON + TOKYO}
+    state = json.loads(invoke("status", "world", "--json", "--db", db_path))
+    assert (state["send_window"], state["default_timezone"]) == (None, None)
+
+
+def test_a_window_given_later_replaces_the_campaigns_own(server, tmp_path, db_path):
+    """--send-window on a resume replaces the kept one (said so); status, report, list show it."""
+    sandbox, base_url = server
+    path = write_recipients(tmp_path / "world.csv", 5, phones=LONDON + TOKYO)
+    london = london_window()
+    more = ("--name", "world", "--send-window", london, "--default-timezone", "Europe/London")
+    assert cli(run_argv(path, base_url, *more), db_path).returncode == 6
+    state = json.loads(invoke("status", "world", "--json", "--db", db_path))
+    assert (state["send_window"], state["default_timezone"]) == (london, "Europe/London")
+    [listed] = json.loads(invoke("list", "--json", "--db", db_path))
+    assert listed["send_window"] == london
+    report = json.loads(invoke("report", "world", "--format", "json", "--db", db_path))
+    assert report["campaign"]["send_window"] == london
+    page = tmp_path / "world.html"
+    invoke("report", "world", "--db", db_path, "--html", str(page))
+    assert f"send window {london} in each recipient&#x27;s local time" in page.read_text()
+
+    tokyo_now = datetime.now(ZoneInfo("Asia/Tokyo"))
+    tokyo = f"{tokyo_now - timedelta(hours=1):%H:%M}-{tokyo_now + timedelta(hours=2):%H:%M}"
+    argv = campaign_argv("resume", "world", "--base-url", base_url, "--send-window", tokyo)
+    resumed = cli(argv, db_path)
+    assert resumed.returncode == 0, resumed.stderr
+    said = f"campaign 'world' now sends in the window {tokyo} (numbers with no known zone: "
+    assert said + f"Europe/London) (it was {london}, Europe/London)" in resumed.stderr
+    assert sandbox.counts_by_phone() == {p: 1 for p in LONDON + TOKYO}
+    text = " ".join(invoke("status", "world", "--db", db_path).split())
+    assert f"send window {tokyo} in each recipient's local time (Europe/London for" in text
+
+
+def test_wait_and_default_timezone_need_a_window_given_or_kept():
+    """--wait and --default-timezone need a window, given or kept (not turned off)."""
+    kept = CampaignInfo(1, "c", "f", "c.csv", SENDER, TEMPLATE, 1, "waiting", None,
+                        datetime.now(UTC), "09:00-17:00", "Asia/Tokyo")  # fmt: skip
+    bare = dataclasses.replace(kept, send_window=None, default_timezone=None)
+    waits = SendSettings(wait_for_daytime=True)
+    assert campaign_window(waits, kept).send_window == SendWindow.parse("09:00-17:00")
+    assert campaign_window(waits, kept).default_timezone == "Asia/Tokyo"
+    for sending, campaign in (
+        (waits, bare),
+        (waits, None),
+        (SendSettings(default_timezone="Asia/Tokyo"), bare),
+        (SendSettings(send_window_off=True, wait_for_daytime=True), kept),
+    ):
+        with pytest.raises(UsageError, match="go with a send window"):
+            campaign_window(sending, campaign)
+    off = campaign_window(SendSettings(send_window_off=True), kept)
+    assert (off.send_window, off.default_timezone) == (None, None)

@@ -291,6 +291,40 @@ def test_unknown_row_resolved_by_its_event(store, client):
     assert report.campaign_status(store, campaign)["delivery"]["resolved"] == 1
 
 
+@pytest.mark.anyio
+async def test_unknown_row_resolved_by_the_first_event_from_its_senders_number(
+    store, client, recipients
+):
+    """A run keeps its sender's number: the first event from it resolves an unknown row."""
+    dropped = phone(1)
+    sandbox = fake.Sandbox(faults=fake.Faults(drop_phones={dropped}))
+    settings = settings_for(store.engine.url.render_as_string(hide_password=False))
+    result = await runner.run_campaign(
+        recipients(3), SENDER, TEMPLATE, settings, transport=in_process(sandbox)
+    )
+    assert result.counts["unknown"] == 1
+    body = event("delivered", sid="SM-new", to=dropped, whatsapp_message_id=4242)
+    assert post(client, body).json()["outcome"] == "resolved"  # no event matched a row before
+    row = row_of(store, result.campaign, 3)
+    assert (row["state"], row["message_sid"], row["resolved_by"]) == ("sent", "SM-new", "webhook")
+
+
+@pytest.mark.anyio
+async def test_events_kept_before_a_run_resolve_its_unknown_rows_at_its_end(store, recipients):
+    """An event kept before the row's answer was lost is applied when the run ends, not later."""
+    dropped = phone(1)
+    deliveries.record_event(store, json.dumps(event("sent", sid="SM-early", to=dropped)).encode())
+    sandbox = fake.Sandbox(faults=fake.Faults(drop_phones={dropped}))
+    settings = settings_for(store.engine.url.render_as_string(hide_password=False))
+    result = await runner.run_campaign(
+        recipients(3), SENDER, TEMPLATE, settings, transport=in_process(sandbox)
+    )
+    assert [m.phone for m in sandbox.messages if m.fault == fake.DROP] == [dropped]
+    assert (result.counts["unknown"], result.counts["sent"]) == (0, 3)
+    assert result.exit_code == 0
+    assert row_of(store, result.campaign, 3)["message_sid"] == "SM-early"
+
+
 def test_unknown_row_resolved_by_an_event_naming_its_sender_id(store, client):
     """An event carrying the sender's id needs no learned number."""
     campaign = make_campaign(store)

@@ -194,5 +194,7 @@ def test_campaign_list_gives_every_campaign_with_counts(store):
         "total_rows",
         "counts",
         "halt_reason",
+        "send_window",
+        "default_timezone",
     }
     json.dumps(listed)  # ready for --json as it is

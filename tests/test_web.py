@@ -611,8 +611,8 @@ def test_live_chart_reads_only_its_last_minutes(sandbox, tmp_path, recipients):
 
 def test_pages_show_delivery_counts_and_daytime_waits(sandbox, tmp_path, recipients):
     """A campaign whose recipients are asleep shows `waiting` with its rows and next time,
-    on its page and in the list; its Resume offers its window again, and one without a
-    window is refused; sent rows' delivery counts show on the page and the list."""
+    on its page and in the list; Resume keeps its window unless told 'no window'; sent
+    rows' delivery counts show on the page and the list."""
     api, base_url = sandbox
     los_angeles = datetime.now(ZoneInfo("America/Los_Angeles"))
     opens = (los_angeles + timedelta(hours=3)).strftime("%H:00")
@@ -627,14 +627,15 @@ def test_pages_show_delivery_counts_and_daytime_waits(sandbox, tmp_path, recipie
         assert "2 rows wait for their recipients&#39; daytime" in html
         listed = client.get("/").text
         assert "state-waiting" in listed and "2 rows wait" in listed
-        window = f"{opens}-{closes}"
-        assert f'name="send_window" value="{window}"' in html
-        refused = client.post(page + "/resume", data={"csrf_token": token(client)})
-        assert refused.status_code == 400 and "give the send window again" in refused.text
-        client.post(page + "/resume", data={"csrf_token": token(client), "send_window": window})
+        assert f"sends {opens}-{closes} in each recipient" in html
+        client.post(page + "/resume", data={"csrf_token": token(client)})  # keeps its window
         assert wait_until_not_running(client, page)["state"] == "waiting"
         assert api.messages == []
-        sent = wait_until_not_running(client, start(client, recipients(3)))
+        client.post(page + "/resume", data={"csrf_token": token(client), "no_window": "on"})
+        assert wait_until_not_running(client, page)["state"] == "finished"
+        assert len(api.messages) == 2
+        others = recipients(3, phones=[phone(i) for i in (10, 11, 12)])
+        sent = wait_until_not_running(client, start(client, others))
         assert sent["delivery"]["no_news"] == 3
         assert sent["delivery_short"] == "3\u00a0no\u00a0news\u00a0yet"  # wraps between parts
         assert sent["delivery_short"] in client.get("/").text

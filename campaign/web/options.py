@@ -22,6 +22,7 @@ class CampaignOptions:
     default_region: str | None = None  # e.g. GB, for numbers without +country code
     send_window: str | None = None  # --send-window, e.g. 09:00-20:00
     max_per_recipient: str | None = None  # --max-per-recipient, the frequency cap
+    send_window_off: bool = False  # --send-window off: remove the campaign's window
 
     @classmethod
     def from_form(cls, form: dict[str, str]) -> CampaignOptions:
@@ -65,4 +66,6 @@ def _window_and_cap(options: CampaignOptions) -> dict[str, object]:
         chosen["send_window"] = SendWindow.parse(options.send_window)
     if options.max_per_recipient is not None:
         chosen["max_per_recipient"] = parse_cap(options.max_per_recipient)
+    if options.send_window_off:
+        chosen["send_window_off"] = True
     return chosen

@@ -79,7 +79,8 @@ class Console:
     account: AccountCache
     templates: Jinja2Templates
     drafts: dict[str, Draft] = field(default_factory=dict)
-    # The options of the campaigns started here (a restart forgets them: the page asks).
+    # The options of the campaigns started here: their Retry and Resume forms offer the
+    # frequency cap again (a run's own, unlike the send window, which the store keeps).
     started_with: dict[str, CampaignOptions] = field(default_factory=dict)
     # A campaign's chart while it is not sending: (its status and counts, the series).
     charts: dict[int, tuple[tuple, list[list[int]]]] = field(default_factory=dict)
@@ -210,6 +211,7 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
             "sender": sender,
             "template": template,
             "source": Path(campaign.source).name,
+            "send_window": campaign.send_window,
             "errors": facts["errors"],
             "chart": chart,
             "chart_window": CHART_WINDOW if active else None,
@@ -343,8 +345,7 @@ async def stop(request: Request, form) -> Response:
 async def resume(request: Request, form) -> Response:
     state = console(request)
     campaign = _campaign_or_fail(state, request)
-    options = again_options(state, campaign, form)
-    await state.runs.resume(campaign.name, run_settings(state.config, options))
+    await state.runs.resume(campaign.name, run_settings(state.config, again_options(form)))
     return _to_campaign(campaign)
 
 
@@ -371,27 +372,22 @@ async def retry(request: Request, form) -> Response:
         sending["dedupe_window"] = 0.0  # else the check would skip them again
     else:
         raise UsageError("say which rows to retry: failed or unknown")
-    options = again_options(state, campaign, form)
-    settings = run_settings(state.config, options, **sending)
+    settings = run_settings(state.config, again_options(form), **sending)
     await state.runs.resume(campaign.name, settings, retry=rows)
     return _to_campaign(campaign)
 
 
-def again_options(state: Console, campaign: CampaignInfo, form) -> CampaignOptions:
-    """A resume's or retry's send window and frequency cap, as its form gives them (the
-    page fills in those the campaign was started with here). Every run decides the rows
-    waiting for daytime again: without a window they would go at once, so that needs a
-    tick of its own."""
+def again_options(form) -> CampaignOptions:
+    """A resume's or retry's send window and frequency cap, as its form gives them.
+
+    As `campaign resume`: an empty window keeps the campaign's own (the store keeps it),
+    a new one replaces it, and `no_window` removes it. The cap is each run's own: the
+    page fills in the one the campaign was started with here.
+    """
     text = {k: str(form.get(k) or "") for k in ("send_window", "max_per_recipient")}
     options = CampaignOptions.from_form(text)
-    if options.send_window is None and form.get("send_now") != "on":
-        waiting = report.daytime_status(state.store, campaign)["rows"]
-        if waiting:
-            raise UsageError(
-                f"{waiting} rows wait for their recipients' daytime: give the send window "
-                "again on Resume, or tick 'send them now' there to send them whatever their "
-                "local time"
-            )
+    if form.get("no_window") == "on":
+        options = dataclasses.replace(options, send_window=None, send_window_off=True)
     return options
 
 

@@ -2,7 +2,11 @@
 
 `rows.daytime_at` (epoch seconds) is when a pending row outside its recipient's send
 window may go; such a row's error_code is SEND_WINDOW. It is not an attempt, and every
-run decides it again with its own --send-window.
+run decides it again with the campaign's window.
+
+The window belongs to the campaign: `campaigns.send_window` (HH:MM-HH:MM, None: any
+hour) and `campaigns.default_timezone` are the ones it was started with, kept for every
+later run, resume and retry unless one of them passes --send-window.
 
 Revision ID: 0007
 Revises: 0006
@@ -21,8 +25,14 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("rows") as table:
         table.add_column(sa.Column("daytime_at", sa.Float))
+    with op.batch_alter_table("campaigns") as table:
+        table.add_column(sa.Column("send_window", sa.String(11)))
+        table.add_column(sa.Column("default_timezone", sa.String(64)))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("campaigns") as table:
+        table.drop_column("default_timezone")
+        table.drop_column("send_window")
     with op.batch_alter_table("rows") as table:
         table.drop_column("daytime_at")

@@ -113,7 +113,6 @@
       if (cell) cell.textContent = c.delivery[k];
     });
     root.querySelector('[data-show="resolved"]').hidden = !c.delivery.resolved;
-    root.querySelector('[data-show="daytime_rows"]').hidden = !c.daytime.rows;
     root.querySelector('[data-show="chart_window"]').hidden = !c.chart_window;
     root.querySelector('[data-show="chart_whole"]').hidden = !!c.chart_window;
     root.querySelector('[data-show="interrupted"]').hidden = c.state !== "interrupted";
