@@ -21,9 +21,10 @@ from starlette.testclient import TestClient
 
 from campaign import deliveries, outcomes, report, runner
 from campaign import sandbox as fake
+from campaign.eligibility import Eligibility
 from campaign.errors import UsageError
 from campaign.model import Fate, Recipient, RowState, SendOutcome
-from campaign.store import DEFAULT_DEDUPE_WINDOW, DeliveryEvent, Row, Store
+from campaign.store import DeliveryEvent, Row, Store
 from campaign.web.webhook import PATH, read_webhook_secret, webhook_routes
 
 SECRET = b"s3cret-webhook-key"
@@ -62,7 +63,7 @@ def make_campaign(store: Store, name: str = "spring", phones: list[str] | None =
 def claim(store: Store, campaign, row: int) -> tuple[int, int]:
     """Mark the row numbered `row` sending: (its id, the attempt)."""
     due = next(r for r in store.due_rows(campaign.id, 1000) if r.recipient.row == row)
-    return due.id, store.claim(due.id, DEFAULT_DEDUPE_WINDOW).attempt
+    return due.id, store.claim(due.id, Eligibility()).attempt
 
 
 def sent(store: Store, campaign, row: int, sid: str, wamid: int | None = None) -> None:
