@@ -234,7 +234,7 @@ def delivery_short(delivery: dict[str, int]) -> str:
     parts = [f"{delivery[key]} {word}" for key, word in DELIVERY_WORDS if delivery[key]]
     if delivery["no_news"]:
         parts.append(f"{delivery['no_news']} no news yet")
-    return " · ".join(part.replace(" ", NBSP) for part in parts) or "none sent yet"
+    return f"{NBSP}· ".join(part.replace(" ", NBSP) for part in parts) or "none sent yet"
 
 
 NBSP = "\u00a0"
