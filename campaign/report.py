@@ -181,7 +181,7 @@ def delivery_text(delivery: dict[str, int]) -> str:
         f"delivered, {delivery['failed']} failed after sending, {delivery['no_news']} no news yet"
     )
     if delivery["resolved"]:
-        text += f" ({delivery['resolved']} unknown rows resolved by the webhook)"
+        text += f" ({delivery['resolved']} unknown resolved by the webhook)"
     return text
 
 
@@ -378,10 +378,15 @@ def _deliveries(delivery: dict[str, int]) -> str:
     table = _table(["as the webhook reported", "rows", "share"], body, numeric)
     note = ""
     if delivery["resolved"]:
+        resolved = delivery["resolved"]
+        which = (
+            "1 row whose outcome was unknown was"
+            if resolved == 1
+            else (f"{resolved} rows whose outcome was unknown were")
+        )
         note = (
-            f'<p class="note">{delivery["resolved"]} rows whose outcome was unknown were '
-            "resolved by the webhook: the API reported their message, so they count as "
-            "sent.</p>\n"
+            f'<p class="note">{which} resolved by the webhook: the API reported '
+            "the message, so it counts as sent.</p>\n"
         )
     return heading + table + note
 
