@@ -67,7 +67,7 @@ def check_base_url(url: str) -> str:
     parsed = httpx.URL(url)
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise UsageError(f"base URL {url!r} is not an http(s) URL")
-    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
         raise UsageError(
             f"base URL {url!r} uses plain http to a non-loopback host; the API key would "
             "travel unencrypted. Use https."
@@ -87,7 +87,8 @@ def account_id(base_url: str, api_key: str) -> str:
     return hashlib.sha256(f"{root}|{api_key}".encode()).hexdigest()[:32]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """A host name or address of this machine only (localhost, 127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:

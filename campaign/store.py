@@ -1101,21 +1101,11 @@ class Store:
             with self._writer.begin() as conn:
                 earlier = earlier_sends(conn, [key for _, key in chunk], since, campaign_id)
                 refused = [(row_id, earlier[key]) for row_id, key in chunk if key in earlier]
-                if refused:
-                    conn.execute(
-                        update(Row)
-                        .where(Row.id == sa.bindparam("row_id"), Row.state == RowState.PENDING)
-                        .values(
-                            state=RowState.SKIPPED,
-                            error_code=ALREADY_SENT,
-                            error_message=sa.bindparam("why"),
-                            updated_at=utcnow(),
-                        ),
-                        [
-                            dict(row_id=row_id, why=already_sent_text(this, e, dedupe_window))
-                            for row_id, e in refused
-                        ],
-                    )
+                _skip_pending(
+                    conn,
+                    ALREADY_SENT,
+                    [(row_id, already_sent_text(this, e, dedupe_window)) for row_id, e in refused],
+                )
             found += [e for _, e in refused]
         return _already_sent_summary(found, dedupe_window)
 
@@ -1264,21 +1254,11 @@ class Store:
                 )
                 .where(Row.campaign_id == campaign_id, Row.state == RowState.PENDING)
             ).all()
-            if found:
-                conn.execute(
-                    update(Row)
-                    .where(Row.id == sa.bindparam("row_id"), Row.state == RowState.PENDING)
-                    .values(
-                        state=RowState.SKIPPED,
-                        error_code=SUPPRESSED,
-                        error_message=sa.bindparam("why"),
-                        updated_at=utcnow(),
-                    ),
-                    [
-                        dict(row_id=row_id, why=suppressed_text(reason, added_at))
-                        for row_id, reason, added_at in found
-                    ],
-                )
+            _skip_pending(
+                conn,
+                SUPPRESSED,
+                [(row_id, suppressed_text(reason, added_at)) for row_id, reason, added_at in found],
+            )
         return len(found)
 
     def skip_capped(self, campaign_id: int, messages: int, period: float, why: Reason) -> int:
@@ -1305,18 +1285,7 @@ class Store:
                 .group_by(Row.id)
                 .having(func.count(earlier.id) >= messages)
             ).all()
-            if found:
-                conn.execute(
-                    update(Row)
-                    .where(Row.id == sa.bindparam("row_id"), Row.state == RowState.PENDING)
-                    .values(
-                        state=RowState.SKIPPED,
-                        error_code=FREQUENCY_CAP,
-                        error_message=sa.bindparam("why"),
-                        updated_at=utcnow(),
-                    ),
-                    [dict(row_id=row_id, why=why(count)) for row_id, count in found],
-                )
+            _skip_pending(conn, FREQUENCY_CAP, [(row_id, why(count)) for row_id, count in found])
         return len(found)
 
     def recent_sends(self, account: str, phones: Sequence[str], period: float) -> Counter[str]:
@@ -1518,6 +1487,23 @@ def _waiting_for_daytime(campaign_id: int) -> tuple[sa.ColumnElement[bool], ...]
         Row.state == RowState.PENDING,
         Row.error_code == SEND_WINDOW,
         Row.daytime_at.is_not(None),
+    )
+
+
+def _skip_pending(conn: sa.Connection, code: str, reasons: Sequence[tuple[int, str]]) -> None:
+    """Skip these rows, each with its reason, if still pending: one statement for all."""
+    if not reasons:
+        return
+    conn.execute(
+        update(Row)
+        .where(Row.id == sa.bindparam("row_id"), Row.state == RowState.PENDING)
+        .values(
+            state=RowState.SKIPPED,
+            error_code=code,
+            error_message=sa.bindparam("why"),
+            updated_at=utcnow(),
+        ),
+        [dict(row_id=row_id, why=why) for row_id, why in reasons],
     )
 
 

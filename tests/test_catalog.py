@@ -277,3 +277,15 @@ def test_body_fills_by_position_or_name():
     assert body.fill({"1": "Ann", "2": "May 1"}) == "Hi Ann, on May 1 at {{3}}"
     assert body.fill({"customer_name": "Bo", "date": "today"}) == "Hi Bo, on today at {{3}}"
     assert body.length({"1": "Ann", "2": "May 1"}) == len("Hi Ann, on May 1 at {{3}}")
+
+
+def test_test_send_maps_columns_as_run_does(api, tmp_path, db_path):
+    """`test` takes run's column flags: a CRM export's own headers send as they would."""
+    path = tmp_path / "crm.csv"
+    path.write_text(f"Cell,First Name,Last Name,Nome,Quando\n{phone(1)},Ann,Lee,Ann,May 1\n")
+    args = ["test", str(path), "--to", OPERATOR, "--sender-id", "12", "--template-id", "45"]
+    mapping = ["--phone-column", "Cell", "--var", "1=Nome", "--var", "2=Quando"]
+    result = runner.invoke(app, [*args, *mapping, "--db", db_path])
+    assert result.exit_code == 0, result.output
+    (message,) = sandbox_messages()
+    assert (message["name"], message["variables"]) == ("Ann Lee", {"1": "Ann", "2": "May 1"})

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import re
 import secrets
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from campaign.client import is_loopback
 from campaign.errors import UsageError
 
 if TYPE_CHECKING:
@@ -35,15 +35,6 @@ CSP = (
 # (it proves itself with its signature).
 OPEN_PATHS = ("/login", "/static/", "/webhooks/")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?)B?\s*$", re.IGNORECASE)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, password: str | None) -> None:
