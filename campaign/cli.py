@@ -1214,7 +1214,7 @@ def serve(
     """
     from campaign import web  # the terminal's commands never load the web door
 
-    password = read_secret(password_file, "CAMPAIGN_CONSOLE_PASSWORD", "password")
+    password = config_module.read_secret(password_file, "CAMPAIGN_CONSOLE_PASSWORD", "password")
     web.safety.check_bind(host, password)  # before anything else: refuse in one sentence
     config = web.ConsoleConfig(
         api_key=read_api_key(api_key_file),
@@ -1229,19 +1229,6 @@ def serve(
     )
     setup_logging(0, False, "text")
     web.serve(config)
-
-
-def read_secret(path: Path | None, env: str, what: str) -> str | None:
-    """A secret from a file (first line) or the environment; None when neither has one."""
-    if path is None:
-        return os.environ.get(env, "").strip() or None
-    try:
-        value = path.read_text(encoding="utf-8-sig").strip()
-    except OSError as exc:
-        raise UsageError(f"cannot read the {what} file {path}: {exc.strerror}") from None
-    if not value:
-        raise UsageError(f"the {what} file {path} is empty")
-    return value
 
 
 suppress_app = typer.Typer(

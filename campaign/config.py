@@ -22,6 +22,7 @@ See samples/campaign.toml for every key.
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -135,3 +136,21 @@ def duration_flag(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds / UNIT_SECONDS['d']:g}"
+
+
+def read_secret(path: Path | None, env: str, what: str) -> str | None:
+    """A secret from a file (stripped) or the environment; None when neither has one.
+
+    The secret itself never appears in an error.
+    """
+    if path is None:
+        return os.environ.get(env, "").strip() or None
+    try:
+        value = path.read_text(encoding="utf-8-sig").strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} file {path} is not UTF-8 text") from None
+    if not value:
+        raise UsageError(f"the {what} file {path} is empty")
+    return value

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 from pathlib import Path
 
 import anyio.to_thread
@@ -26,7 +25,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from campaign import deliveries
-from campaign.errors import StoreUnavailable, UsageError
+from campaign.config import read_secret
+from campaign.errors import StoreUnavailable
 from campaign.store import Store
 
 PATH = "/webhooks/autocalls"
@@ -85,22 +85,8 @@ def signature_ok(secret: bytes, body: bytes, signature: str | None) -> bool:
 
 def read_webhook_secret(path: Path | None = None) -> bytes | None:
     """The webhook's secret: the file's text (stripped) if a path is given, else
-    AUTOCALLS_WEBHOOK_SECRET; None when neither is set (the webhook stays off).
-
-    The secret is never shown: not in errors, not in logs.
-    """
-    if path is not None:
-        try:
-            secret = path.read_text(encoding="utf-8-sig").strip()
-        except OSError as exc:
-            problem = f"cannot read the webhook secret file {path}: {exc.strerror}"
-            raise UsageError(problem) from None
-        except UnicodeDecodeError:
-            raise UsageError(f"the webhook secret file {path} is not UTF-8 text") from None
-        if not secret:
-            raise UsageError(f"the webhook secret file {path} is empty")
-        return secret.encode()
-    secret = os.environ.get(SECRET_ENV, "").strip()
+    AUTOCALLS_WEBHOOK_SECRET; None when neither is set (the webhook stays off)."""
+    secret = read_secret(path, SECRET_ENV, "webhook secret")
     return secret.encode() if secret else None
 
 
