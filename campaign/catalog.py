@@ -17,6 +17,7 @@ import httpx
 
 from campaign.client import ApiError
 from campaign.errors import PreflightError, UsageError
+from campaign.model import whole_number
 from campaign.phones import normalize_phone
 from campaign.preflight import api_problem
 from campaign.preview import Body
@@ -40,7 +41,7 @@ class Sender:
     @classmethod
     def from_api(cls, item: dict[str, Any]) -> Sender | None:
         """None for an entry without an integer id: it could not be sent from anyway."""
-        sender_id = _int(item.get("id"))
+        sender_id = whole_number(item.get("id"))
         if sender_id is None:
             return None
         return cls(
@@ -49,7 +50,7 @@ class Sender:
             display_name=_text(item.get("display_name")),
             status=_text(item.get("status")),
             quality_rating=_text(item.get("quality_rating")),
-            messaging_limit=_int(item.get("messaging_limit")),
+            messaging_limit=whole_number(item.get("messaging_limit")),
             messaging_tier=_text(item.get("messaging_limit_formatted")),
         )
 
@@ -78,7 +79,7 @@ class Template:
     @classmethod
     def from_api(cls, item: dict[str, Any]) -> Template | None:
         """None for an entry without an integer id: it could not be sent anyway."""
-        template_id = _int(item.get("id"))
+        template_id = whole_number(item.get("id"))
         if template_id is None:
             return None
         names = item.get("variables")
@@ -258,16 +259,6 @@ async def _read(request: Any) -> list[dict[str, Any]]:
 def _built(kind: Any, items: list[dict[str, Any]]) -> list[Any]:
     built = (kind.from_api(item) for item in items)
     return [item for item in built if item is not None]
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 def _text(value: object) -> str | None:

@@ -41,7 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import func, select, update
 
-from campaign.model import RowState
+from campaign.model import RowState, whole_number
 from campaign.store import (
     Campaign,
     DeliveryEvent,
@@ -140,12 +140,12 @@ def parse(body: Any) -> StatusEvent | None:
     return StatusEvent(
         status=status,
         message_sid=_text(body.get("message_sid"), 64),
-        whatsapp_message_id=_integer(body.get("whatsapp_message_id")),
-        conversation_id=_integer(body.get("conversation_id")),
+        whatsapp_message_id=whole_number(body.get("whatsapp_message_id")),
+        conversation_id=whole_number(body.get("conversation_id")),
         to=phone_of(body.get("to")),
         sender=phone_of(body.get("from")),
-        sender_id=_integer(body.get("sender_id")),
-        template_id=_integer(body.get("template_id")),
+        sender_id=whole_number(body.get("sender_id")),
+        template_id=whole_number(body.get("template_id")),
         at=event_time(body, status),
         error_code=_text(body.get("error_code"), 80),
         error_message=_text(body.get("error_message")),
@@ -200,15 +200,6 @@ def _text(value: Any, longest: int | None = None) -> str | None:
         return None
     text = str(value).strip()
     return None if longest is not None and len(text) > longest else text
-
-
-def _integer(value: Any) -> int | None:
-    """An id as a (64-bit) number, from a number or digits; None otherwise."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        return None
-    return value
 
 
 # --- recording and applying -----------------------------------------------------------

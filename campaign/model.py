@@ -106,3 +106,12 @@ class RowEvent:
     row: int
     state: RowState
     error_code: str | None = None
+
+
+def whole_number(value: object) -> int | None:
+    """An id from JSON as a (64-bit) number, from a number or digits; None otherwise."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        return None
+    return value
