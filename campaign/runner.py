@@ -42,6 +42,7 @@ from campaign.preflight import Preflight, check_account, check_tier
 from campaign.preview import Preview, PreviewCount
 from campaign.store import (
     DEFAULT_DEDUPE_WINDOW,
+    KEPT_SETTINGS,
     AlreadySent,
     CampaignInfo,
     Store,
@@ -753,11 +754,7 @@ def _kept(sending: SendSettings) -> dict[str, str | None]:
 
 
 def _stored(campaign: CampaignInfo) -> dict[str, str | None]:
-    return {
-        "send_window": campaign.send_window,
-        "default_timezone": campaign.default_timezone,
-        "max_per_recipient": campaign.max_per_recipient,
-    }
+    return {name: getattr(campaign, name) for name in KEPT_SETTINGS}
 
 
 def _say_window(
