@@ -180,7 +180,8 @@ CapOption = Annotated[
         "--max-per-recipient",
         metavar="N/PERIOD",
         help="Skip a row whose number had N messages from this account within PERIOD, in "
-        "any campaign of the store (sent, unknown or being sent): 1/24h, 3/7d.",
+        "any campaign of the store (sent, unknown or being sent): 1/24h, 3/7d. The campaign "
+        "keeps it for its later runs; off removes it.",
     ),
 ]
 StorePatienceOption = Annotated[
@@ -193,7 +194,8 @@ StorePatienceOption = Annotated[
     ),
 ]
 
-WINDOW_OFF = ("none", "off")  # --send-window values that remove the campaign's window
+# --send-window and --max-per-recipient values that remove the campaign's window or cap
+WINDOW_OFF = ("none", "off")
 
 SENDER_HELP = "The WhatsApp sender: its id or its phone number (see `campaign senders`)."
 TEMPLATE_HELP = "The template: its id, name or name:language (see `campaign templates`)."
@@ -387,9 +389,9 @@ def run(
     lately, in any campaign, is skipped (FREQUENCY_CAP). Both are decided as each row is
     claimed, so a number suppressed during the run is not messaged after that moment.
 
-    The campaign keeps the --send-window (and --default-timezone) it was started with:
-    its later runs, resumes and retries send in that window unless they pass another
-    (--send-window off removes it).
+    The campaign keeps the --send-window (and --default-timezone) and the
+    --max-per-recipient it was started with: its later runs, resumes and retries send in
+    that window, with that cap, unless they pass another (off removes either).
     """
     setup_logging(verbose, quiet, log_format)
     for flag, value in (
@@ -417,7 +419,7 @@ def run(
         block_red=block_red,
         allow_partial=allow_partial,
         **daytime_settings(send_window, default_timezone, wait),
-        max_per_recipient=cap_of(max_per_recipient),
+        **cap_settings(max_per_recipient),
     )
     settings = run_settings(api_key_file, db, base_url, sending, loading)
     sender, template = resolve_ids(settings, sender_id, template_id)
@@ -480,9 +482,21 @@ def daytime_settings(
     )
 
 
+def cap_settings(text: str | None) -> dict[str, Any]:
+    """The frequency-cap fields of SendSettings, from --max-per-recipient.
+
+    Without it the campaign's own cap applies (runner.campaign_cap); `none` or `off`
+    removes it.
+    """
+    off = text is not None and text.strip().lower() in WINDOW_OFF
+    return dict(max_per_recipient=cap_of(text), max_per_recipient_off=off)
+
+
 def cap_of(text: str | None) -> eligibility.Cap | None:
-    """--max-per-recipient N/PERIOD, if given."""
-    return eligibility.parse_cap(text) if text else None
+    """--max-per-recipient N/PERIOD, if given (off or none: no cap)."""
+    if not text or text.strip().lower() in WINDOW_OFF:
+        return None
+    return eligibility.parse_cap(text)
 
 
 def run_settings(
@@ -531,13 +545,15 @@ def resume(
 
     The campaign's send window applies (the one it was started with): rows waiting for
     their recipients' daytime keep waiting. --send-window replaces it for this run and the
-    later ones; --send-window off removes it and sends them now.
+    later ones; --send-window off removes it and sends them now. The campaign's
+    frequency cap applies too: --max-per-recipient replaces it, --max-per-recipient off
+    removes it.
     """
     setup_logging(verbose, quiet, log_format)
     daytime_fields = daytime_settings(send_window, default_timezone, wait)
-    cap = cap_of(max_per_recipient)
+    cap_fields = cap_settings(max_per_recipient)
     sending = send_settings(
-        rate, timeout, dedupe_window, store_patience, max_per_recipient=cap, **daytime_fields
+        rate, timeout, dedupe_window, store_patience, **daytime_fields, **cap_fields
     )
     settings = run_settings(api_key_file, db, base_url, sending)
     finish(send_with_progress(runner.resume_campaign, name, settings, quiet=quiet))
@@ -585,7 +601,7 @@ def retry(
     Unknown rows may already have reached their recipient, and rows skipped as
     ALREADY_SENT did reach theirs from another campaign: sending them again gives those
     people a second message. They are only retried on this explicit request. The
-    campaign's send window applies, as for `resume`.
+    campaign's send window and frequency cap apply, as for `resume`.
     """
     setup_logging(verbose, quiet, log_format)
     if failed + unknown + already_sent != 1:
@@ -598,9 +614,9 @@ def retry(
         confirm_second_message(yes, "rows skipped as ALREADY_SENT were sent by another campaign")
         dedupe_window = "0"  # else the check would skip them again
     daytime_fields = daytime_settings(send_window, default_timezone, wait)
-    cap = cap_of(max_per_recipient)
+    cap_fields = cap_settings(max_per_recipient)
     sending = send_settings(
-        rate, timeout, dedupe_window, store_patience, max_per_recipient=cap, **daytime_fields
+        rate, timeout, dedupe_window, store_patience, **daytime_fields, **cap_fields
     )
     settings = run_settings(api_key_file, db, base_url, sending)
     if failed:
@@ -871,6 +887,9 @@ def render_status(state: dict[str, Any]) -> None:
     window = report.send_window_text(state["send_window"], state["default_timezone"])
     if window:
         out.print(window, highlight=False)
+    cap = report.frequency_cap_text(state["max_per_recipient"])
+    if cap:
+        out.print(cap, highlight=False)
     waiting = state["daytime"]
     if waiting["rows"]:
         out.print(f"{waiting['text']}", highlight=False, soft_wrap=True)

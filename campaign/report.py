@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from campaign import deliveries
+from campaign.config import duration_text
 from campaign.daytime import DaytimeWait, zones_of
+from campaign.eligibility import parse_cap
 from campaign.model import Problem, RowState
 from campaign.store import AlreadySent, CampaignInfo, Store, StoredRow, SuppressedNumber
 
@@ -122,6 +124,7 @@ def campaign_summary(campaign: CampaignInfo) -> dict[str, Any]:
         "halt_reason": campaign.halt_reason,
         "created_at": str(campaign.created_at),
         **send_window(campaign),
+        "max_per_recipient": campaign.max_per_recipient,  # the frequency cap it keeps
     }
 
 
@@ -136,6 +139,18 @@ def send_window_text(window: str | None, zone: str | None) -> str | None:
         return None
     more = f" ({zone} for numbers with no known zone)" if zone else ""
     return f"send window {window} in each recipient's local time{more}"
+
+
+def frequency_cap_text(cap: str | None) -> str | None:
+    """frequency cap 1/1d: at most 1 message per 1 day to one number; None without one."""
+    if cap is None:
+        return None
+    kept = parse_cap(cap)
+    messages = "1 message" if kept.messages == 1 else f"{kept.messages} messages"
+    return (
+        f"frequency cap {cap}: at most {messages} per {duration_text(kept.period)} to one "
+        "number, in any campaign"
+    )
 
 
 def campaign_status(store: Store, campaign: CampaignInfo) -> dict[str, Any]:
@@ -243,6 +258,7 @@ def campaign_list(store: Store) -> list[dict[str, Any]]:
             "counts": store.counts(c.id),
             "halt_reason": c.halt_reason,
             **send_window(c),
+            "max_per_recipient": c.max_per_recipient,
         }
         for c in store.campaigns()
     ]
@@ -320,6 +336,7 @@ def _overview(campaign: CampaignInfo) -> str:
         ("Template id", esc(campaign.template_id)),
         ("Created", esc(_utc_text(campaign.created_at))),
         ("Send window", esc(_window_fact(campaign))),
+        ("Frequency cap", esc(frequency_cap_text(campaign.max_per_recipient) or "none")),
     ]
     if campaign.halt_reason:
         facts.append(("Halted", f'<span class="halt">{esc(campaign.halt_reason)}</span>'))

@@ -25,7 +25,7 @@ from campaign.client import DEFAULT_BASE_URL, AutocallsClient, account_id
 from campaign.config import duration_text
 from campaign.daytime import Daytime, DaytimeWait, SendWindow
 from campaign.dispatcher import Dispatcher, DispatchSettings
-from campaign.eligibility import Cap, cap_text
+from campaign.eligibility import Cap, cap_text, parse_cap
 from campaign.errors import CampaignBusy, InputError, NotFound, StoreUnavailable, UsageError
 from campaign.limiter import AccountLimiter
 from campaign.model import (
@@ -42,6 +42,7 @@ from campaign.preflight import Preflight, check_account, check_tier
 from campaign.preview import Preview, PreviewCount
 from campaign.store import (
     DEFAULT_DEDUPE_WINDOW,
+    KEPT_SETTINGS,
     AlreadySent,
     CampaignInfo,
     Store,
@@ -94,7 +95,10 @@ class SendSettings:
     store_patience: float = DEFAULT_PATIENCE  # seconds to wait for a failing store
     block_red: bool = False  # refuse a sender whose quality rating is RED
     allow_partial: bool = False  # start a campaign bigger than the sender's 24-hour tier
-    max_per_recipient: Cap | None = None  # the frequency cap across campaigns; None: none
+    # The frequency cap across campaigns. None: the campaign's own (kept from the run that
+    # started it), if any; a cap given replaces the campaign's.
+    max_per_recipient: Cap | None = None
+    max_per_recipient_off: bool = False  # --max-per-recipient off: remove the campaign's cap
     # The recipients' send window, in their local time. None: the campaign's own (kept
     # from the run that started it), if any; a window given replaces the campaign's.
     send_window: SendWindow | None = None
@@ -202,7 +206,7 @@ async def run_campaign(
                 f"({campaign.source}, sender {campaign.sender_id}, template "
                 f"{campaign.template_id}); choose another --name"
             )
-        window = campaign_window(settings.sending, campaign)  # a bad choice refuses here
+        kept = kept_settings(settings.sending, campaign)  # a bad choice refuses here
         limiter = _limiter(store, settings)
         owner = lease_owner_id()
         loaded = None
@@ -219,7 +223,7 @@ async def run_campaign(
                         # stays flat, and nothing is stored from a file that is refused.
                         with tempfile.TemporaryFile() as spool:
                             loaded = _load(path, settings, preflight, notice, spool, cancelled)
-                            created.append(_create(*new, _unspool(spool, cancelled), owner, window))
+                            created.append(_create(*new, _unspool(spool, cancelled), owner, kept))
                         return loaded
 
                     # On a worker thread: a big file takes a while, and the web console's
@@ -266,7 +270,7 @@ async def resume_campaign(
     notice = on_notice or (lambda text: None)
     with Store.open(settings.db) as store:
         campaign = find(store, name)
-        campaign_window(settings.sending, campaign)  # a bad choice refuses before anything
+        kept_settings(settings.sending, campaign)  # a bad choice refuses before anything
         limiter = _limiter(store, settings)
         owner = lease_owner_id()
         _take_lease(store, campaign, owner)  # before anything else: a busy one refuses at once
@@ -522,7 +526,7 @@ def _create(
     template_id: int,
     rows: Iterable[tuple[list[Recipient], list[SkippedRow]]],
     owner: str,
-    window: SendSettings,
+    kept: SendSettings,
 ) -> CampaignInfo:
     try:
         return store.create_campaign(
@@ -534,9 +538,8 @@ def _create(
             template_id=template_id,
             batches=rows,
             lease=(owner, LEASE_TTL),  # created holding the lease: no other run can start it
-            # Kept with it from the start: a later run without the flag keeps the window.
-            send_window=_window_text(window),
-            default_timezone=window.default_timezone,
+            # Kept with it from the start: a later run without the flag keeps them.
+            **_kept(kept),
         )
     except sa.exc.IntegrityError:
         # Another run created it between our look and our insert: it is running it.
@@ -607,7 +610,7 @@ async def _dispatch(
     patient = patience.call
     if not await patient(store.renew_lease, campaign.id, owner, LEASE_TTL):  # lost meanwhile
         raise _busy(campaign)
-    sending = await _keep_window(store, campaign, settings.sending, patient, notice)
+    sending = await _keep_settings(store, campaign, settings.sending, patient, notice)
     await _remember_sender_number(store, campaign.sender_id, sender_phone, patient)
     await patient(store.mark_interrupted, campaign.id)
     if retry is not None:  # under the lease, so no other run is sending them now
@@ -627,7 +630,7 @@ async def _dispatch(
             f"warning: {waited} rows waited for their recipients' daytime; without a send "
             "window this run sends them at once"
         )
-    cap = settings.sending.max_per_recipient
+    cap = sending.max_per_recipient  # the campaign's own, or the one given
     if cap is not None:
         why = partial(cap_text, cap=cap)
         capped = await patient(store.skip_capped, campaign.id, cap.messages, cap.period, why)
@@ -700,23 +703,58 @@ def campaign_window(sending: SendSettings, campaign: CampaignInfo | None) -> Sen
     return replace(sending, send_window=window, default_timezone=zone, send_window_off=False)
 
 
-async def _keep_window(
+def campaign_cap(sending: SendSettings, campaign: CampaignInfo | None) -> SendSettings:
+    """A run's sending settings with its frequency cap: the one given, else the campaign's;
+    --max-per-recipient off removes it."""
+    cap = sending.max_per_recipient
+    if sending.max_per_recipient_off:
+        cap = None
+    elif cap is None and campaign is not None and campaign.max_per_recipient is not None:
+        cap = parse_cap(campaign.max_per_recipient)
+    return replace(sending, max_per_recipient=cap, max_per_recipient_off=False)
+
+
+def kept_settings(sending: SendSettings, campaign: CampaignInfo | None) -> SendSettings:
+    """A run's sending settings with what the campaign keeps (its send window and its
+    frequency cap) where the run gives none."""
+    return campaign_cap(campaign_window(sending, campaign), campaign)
+
+
+async def _keep_settings(
     store: Store,
     campaign: CampaignInfo,
     given: SendSettings,
     patient: Callable[..., Awaitable[object]],
     notice: OnNotice | None,
 ) -> SendSettings:
-    """The run's sending settings with the campaign's window; a window given (or removed)
-    becomes the campaign's own for its later runs, and the run says so."""
-    sending = campaign_window(given, campaign)
-    now = (_window_text(sending), sending.default_timezone)
-    before = (campaign.send_window, campaign.default_timezone)
+    """The run's sending settings with the campaign's kept ones; a window or cap given (or
+    removed) becomes the campaign's own for its later runs, and the run says so."""
+    sending = kept_settings(given, campaign)
+    now, before = _kept(sending), _stored(campaign)
     if now != before:
-        await patient(store.set_send_window, campaign.id, *now)
+        await patient(store.set_kept_settings, campaign.id, **now)
     if notice is not None:
-        _say_window(notice, campaign.name, now, before, given_window=given.send_window is not None)
+        window_now = (now["send_window"], now["default_timezone"])
+        window_before = (before["send_window"], before["default_timezone"])
+        given_window = given.send_window is not None
+        _say_window(notice, campaign.name, window_now, window_before, given_window=given_window)
+        caps = (now["max_per_recipient"], before["max_per_recipient"])
+        _say_cap(notice, campaign.name, *caps, given_cap=given.max_per_recipient is not None)
     return sending
+
+
+def _kept(sending: SendSettings) -> dict[str, str | None]:
+    """The settings a campaign keeps for its later runs, as the store holds them."""
+    cap = sending.max_per_recipient
+    return {
+        "send_window": _window_text(sending),
+        "default_timezone": sending.default_timezone,
+        "max_per_recipient": None if cap is None else str(cap),
+    }
+
+
+def _stored(campaign: CampaignInfo) -> dict[str, str | None]:
+    return {name: getattr(campaign, name) for name in KEPT_SETTINGS}
 
 
 def _say_window(
@@ -746,6 +784,29 @@ def _say_window(
         notice(
             f"campaign {name!r} now sends in the window {window}{zone_text}{was}, in this "
             "run and the later ones"
+        )
+
+
+def _say_cap(
+    notice: OnNotice, name: str, now: str | None, before: str | None, *, given_cap: bool
+) -> None:
+    """Say which frequency cap the run keeps: the campaign's, or one that replaces it."""
+    if now == before:
+        if now is not None and not given_cap:
+            notice(
+                f"frequency cap {now}: the campaign's own (--max-per-recipient replaces it, "
+                "--max-per-recipient off removes it)"
+            )
+    elif now is None:
+        notice(
+            f"the frequency cap {before} is removed from campaign {name!r}, in this run and "
+            "the later ones"
+        )
+    else:
+        was = f" (it was {before})" if before else ""
+        notice(
+            f"campaign {name!r} now has the frequency cap {now}{was}, in this run and the "
+            "later ones"
         )
 
 

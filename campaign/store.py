@@ -121,6 +121,8 @@ class Campaign(Base):
     # with none known: given when the campaign was started, kept for its later runs.
     send_window: Mapped[str | None] = mapped_column(sa.String(11))
     default_timezone: Mapped[str | None] = mapped_column(sa.String(64))
+    # The frequency cap (N/PERIOD such as 1/1d; None: none), kept for its later runs too.
+    max_per_recipient: Mapped[str | None] = mapped_column(sa.String(40))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
@@ -291,6 +293,7 @@ class CampaignInfo:
     created_at: datetime
     send_window: str | None = None  # HH:MM-HH:MM in each recipient's local time; None: any hour
     default_timezone: str | None = None  # for numbers with no known zone
+    max_per_recipient: str | None = None  # the frequency cap, N/PERIOD; None: none
 
 
 @dataclass(frozen=True)
@@ -505,6 +508,8 @@ def lease_owner_id() -> str:
 
 
 CAMPAIGN_INFO = _columns(CampaignInfo, Campaign.__table__)
+# A campaign's settings that its later runs keep unless they are given again.
+KEPT_SETTINGS = ("send_window", "default_timezone", "max_per_recipient")
 STORED_ROW = _columns(StoredRow, Row.__table__)
 SUPPRESSED_NUMBER = _columns(SuppressedNumber, Suppression.__table__)
 CANDIDATE = (
@@ -618,6 +623,7 @@ class Store:
         lease: tuple[str, float] | None = None,
         send_window: str | None = None,
         default_timezone: str | None = None,
+        max_per_recipient: str | None = None,
     ) -> CampaignInfo:
         """Store a campaign and every one of its rows in one transaction.
 
@@ -626,7 +632,8 @@ class Store:
         a block at a time, never held whole), each in row order.
         `lease` (owner, seconds): create it already held by that run, so that no other
         run can start it between its creation and the first send.
-        `send_window` (HH:MM-HH:MM) and `default_timezone` are kept for its later runs.
+        `send_window` (HH:MM-HH:MM), `default_timezone` and `max_per_recipient` (the
+        frequency cap, N/PERIOD) are kept for its later runs.
         """
         key = message_keyer(account, sender_id, template_id)
         with self._writer.begin() as conn, _big_cache(conn):
@@ -643,6 +650,7 @@ class Store:
                     lease_owner=lease[0] if lease else None,
                     send_window=send_window,
                     default_timezone=default_timezone,
+                    max_per_recipient=max_per_recipient,
                 )
                 .returning(Campaign.id)
             ).scalar_one()
@@ -674,17 +682,16 @@ class Store:
                 .values(status=status, halt_reason=halt_reason, updated_at=utcnow())
             )
 
-    def set_send_window(
-        self, campaign_id: int, send_window: str | None, default_timezone: str | None
-    ) -> None:
-        """The campaign's send window from now on (None: any hour), for its later runs."""
+    def set_kept_settings(self, campaign_id: int, **kept: str | None) -> None:
+        """The campaign's kept settings from now on, for its later runs: its send window
+        (None: any hour), default_timezone and max_per_recipient (None: no cap)."""
+        unknown = set(kept) - set(KEPT_SETTINGS)
+        assert not unknown, f"not a kept setting: {unknown}"
         with self._writer.begin() as conn:
             conn.execute(
                 update(Campaign)
                 .where(Campaign.id == campaign_id)
-                .values(
-                    send_window=send_window, default_timezone=default_timezone, updated_at=utcnow()
-                )
+                .values(**kept, updated_at=utcnow())
             )
 
     def add_sender_number(self, sender_id: int, phone: str) -> None:

@@ -12,7 +12,9 @@ import json
 import subprocess
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import anyio
 import openpyxl
@@ -498,3 +500,90 @@ def test_the_cap_can_come_from_a_config_file(api, tmp_path, db_path):
     result = cli.invoke(app, ["run", "--config", str(config), "--db", db_path])
     assert result.exit_code == 0, result.output
     assert api.messages_to(phone(0)) == 1, result.output
+
+
+# --- the campaign keeps its cap --------------------------------------------------------
+
+
+def closed_window() -> str:
+    """A send window that is closed now for the test phones (+1 415: Los Angeles)."""
+    now = datetime.now(ZoneInfo("America/Los_Angeles"))
+    return f"{now + timedelta(hours=3):%H:00}-{now + timedelta(hours=4):%H:00}"
+
+
+def capped_campaign_waiting(db: str, tmp_path: Path) -> None:
+    """Campaign "second" (capped 1/24h, phones 0-2) waits for daytime with nothing sent;
+    meanwhile another campaign messages phones 0 and 1, so they are at its cap."""
+    second = tmp_path / "b.csv"
+    second.write_text("phone,name\n" + "".join(f"{p},N\n" for p in phones(0, 1, 2)))
+    more = ("--name", "second", "--max-per-recipient", "1/24h", "--send-window", closed_window())
+    args = send_args(db, *more, template=PLAIN_TEMPLATE)
+    waiting = cli.invoke(app, ["run", str(second), *args])
+    assert waiting.exit_code == 6, waiting.output
+    first = write_csv(tmp_path / "a.csv", phones(0, 1))
+    assert cli.invoke(app, ["run", str(first), *send_args(db, "--name", "first")]).exit_code == 0
+
+
+def resume_second(db: str, *more: str) -> str:
+    """`resume second --send-window off` (its rows go now), with more flags; its output."""
+    argv = ["resume", "second", "--db", db, "--send-window", "off", *more]
+    result = cli.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+def status_of(db: str, name: str) -> dict:
+    return json.loads(cli.invoke(app, ["status", name, "--db", db, "--json"]).stdout)
+
+
+def test_a_resume_without_the_flag_keeps_the_campaigns_cap(api, tmp_path, db_path):
+    """The cap a campaign was started with is kept: a resume without --max-per-recipient
+    skips the rows over it (FREQUENCY_CAP, nothing sent to them) and says whose cap it is."""
+    capped_campaign_waiting(db_path, tmp_path)
+    said = resume_second(db_path)
+    assert "frequency cap 1/1d: the campaign's own (--max-per-recipient replaces it" in said
+    rows = rows_of(db_path, "second")
+    assert {p: rows[p][:2] for p in rows} == {
+        phone(0): ("skipped", FREQUENCY_CAP),
+        phone(1): ("skipped", FREQUENCY_CAP),
+        phone(2): ("sent", None),
+    }
+    assert api.counts_by_phone() == {phone(0): 1, phone(1): 1, phone(2): 1}
+    assert status_of(db_path, "second")["max_per_recipient"] == "1/1d"
+
+
+def test_max_per_recipient_off_removes_the_campaigns_cap(api, tmp_path, db_path):
+    """`resume --max-per-recipient off`: the cap is removed (said so, and for later runs
+    too): the rows over it are sent."""
+    capped_campaign_waiting(db_path, tmp_path)
+    said = resume_second(db_path, "--max-per-recipient", "off")
+    assert "the frequency cap 1/1d is removed from campaign 'second'" in said
+    assert {r[0] for r in rows_of(db_path, "second").values()} == {"sent"}
+    assert api.counts_by_phone() == {phone(0): 2, phone(1): 2, phone(2): 1}
+    assert status_of(db_path, "second")["max_per_recipient"] is None
+
+
+def test_a_cap_given_later_replaces_the_campaigns_own(api, tmp_path, db_path):
+    """`resume --max-per-recipient 2/24h` replaces the kept 1/24h (said so): phones that
+    had one message get a second; status shows the new cap."""
+    capped_campaign_waiting(db_path, tmp_path)
+    said = resume_second(db_path, "--max-per-recipient", "2/24h")
+    assert "campaign 'second' now has the frequency cap 2/1d (it was 1/1d)" in said
+    assert {r[0] for r in rows_of(db_path, "second").values()} == {"sent"}
+    assert status_of(db_path, "second")["max_per_recipient"] == "2/1d"
+
+
+def test_status_list_and_report_show_the_campaigns_cap(api, tmp_path, db_path):
+    """status (text and --json), list --json and the report's JSON and HTML show the cap."""
+    capped_campaign_waiting(db_path, tmp_path)
+    assert status_of(db_path, "second")["max_per_recipient"] == "1/1d"
+    assert status_of(db_path, "first")["max_per_recipient"] is None
+    text = " ".join(cli.invoke(app, ["status", "second", "--db", db_path]).stdout.split())
+    assert "frequency cap 1/1d: at most 1 message per 1 day to one number" in text
+    listed = json.loads(cli.invoke(app, ["list", "--json", "--db", db_path]).stdout)
+    assert {c["name"]: c["max_per_recipient"] for c in listed} == {"second": "1/1d", "first": None}
+    argv = ["report", "second", "--format", "json", "--db", db_path]
+    assert json.loads(cli.invoke(app, argv).stdout)["campaign"]["max_per_recipient"] == "1/1d"
+    page = tmp_path / "second.html"
+    cli.invoke(app, ["report", "second", "--db", db_path, "--html", str(page)])
+    assert "<dt>Frequency cap</dt><dd>frequency cap 1/1d: at most 1 message" in page.read_text()

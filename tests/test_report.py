@@ -196,5 +196,6 @@ def test_campaign_list_gives_every_campaign_with_counts(store):
         "halt_reason",
         "send_window",
         "default_timezone",
+        "max_per_recipient",
     }
     json.dumps(listed)  # ready for --json as it is

@@ -698,3 +698,29 @@ def test_validation_page_counts_suppressed_and_capped_rows(sandbox, tmp_path, re
         page = client.get(upload(client, other, max_per_recipient="1/24h").headers["location"])
     assert "1 row&#39;s number is on this account&#39;s suppression list" in page.text
     assert "2 rows are at the cap of 1 message per 1 day to one number" in page.text
+
+
+def test_resume_keeps_the_campaigns_stored_cap(sandbox, tmp_path, recipients):
+    """The Resume form offers the campaign's stored frequency cap, even on a server that
+    did not start it, and an empty field keeps it: the rows over it get nothing."""
+    api, base_url = sandbox
+    config = config_for(tmp_path, base_url)
+    los_angeles = datetime.now(ZoneInfo("America/Los_Angeles"))
+    closed = f"{los_angeles + timedelta(hours=3):%H:00}-{los_angeles + timedelta(hours=4):%H:00}"
+    with console(config) as client:
+        page = start(client, recipients(2), send_window=closed, max_per_recipient="1/24h")
+        assert wait_until_not_running(client, page)["state"] == "waiting"
+        other = tmp_path / "other.csv"  # the same people, another message: not ALREADY_SENT
+        with other.open("w", newline="") as f:
+            rows = [[phone(i), f"Person {i}", "Another", "message"] for i in range(2)]
+            csv.writer(f).writerows([["phone", "name", "1", "2"], *rows])
+        wait_until_not_running(client, start(client, other))
+    with console(config) as client:  # a new server: it remembers nothing of the first
+        assert 'name="max_per_recipient" placeholder="1/1d"' in client.get(page).text
+        client.post(page + "/resume", data={"csrf_token": token(client), "no_window": "on"})
+        assert wait_until_not_running(client, page)["state"] == "finished"
+    assert len(api.messages) == 2  # the other campaign's: the capped rows got nothing
+    with Store.open(config.db) as store:
+        capped = store.campaigns()[0]
+        assert capped.max_per_recipient == "1/1d"
+        assert {r.error_code for r in store.report_rows(capped.id)} == {"FREQUENCY_CAP"}

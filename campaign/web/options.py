@@ -21,7 +21,7 @@ class CampaignOptions:
     skip_invalid: bool = False
     default_region: str | None = None  # e.g. GB, for numbers without +country code
     send_window: str | None = None  # --send-window, e.g. 09:00-20:00
-    max_per_recipient: str | None = None  # --max-per-recipient, the frequency cap
+    max_per_recipient: str | None = None  # --max-per-recipient, the frequency cap (off: none)
     send_window_off: bool = False  # --send-window off: remove the campaign's window
 
     @classmethod
@@ -65,7 +65,10 @@ def _window_and_cap(options: CampaignOptions) -> dict[str, object]:
     if options.send_window is not None:
         chosen["send_window"] = SendWindow.parse(options.send_window)
     if options.max_per_recipient is not None:
-        chosen["max_per_recipient"] = parse_cap(options.max_per_recipient)
+        if options.max_per_recipient.lower() in ("off", "none"):  # as the CLI's flag
+            chosen["max_per_recipient_off"] = True
+        else:
+            chosen["max_per_recipient"] = parse_cap(options.max_per_recipient)
     if options.send_window_off:
         chosen["send_window_off"] = True
     return chosen

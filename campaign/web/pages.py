@@ -79,9 +79,6 @@ class Console:
     account: AccountCache
     templates: Jinja2Templates
     drafts: dict[str, Draft] = field(default_factory=dict)
-    # The options of the campaigns started here: their Retry and Resume forms offer the
-    # frequency cap again (a run's own, unlike the send window, which the store keeps).
-    started_with: dict[str, CampaignOptions] = field(default_factory=dict)
     # A campaign's chart while it is not sending: (its status and counts, the series).
     charts: dict[int, tuple[tuple, list[list[int]]]] = field(default_factory=dict)
 
@@ -212,12 +209,10 @@ def campaign_view(state: Console, campaign: CampaignInfo, *, detail: bool) -> di
             "template": template,
             "source": Path(campaign.source).name,
             "send_window": campaign.send_window,
+            "max_per_recipient": campaign.max_per_recipient,  # its frequency cap, kept
             "errors": facts["errors"],
             "chart": chart,
             "chart_window": CHART_WINDOW if active else None,
-            "options": dataclasses.asdict(
-                state.started_with.get(campaign.name) or CampaignOptions()
-            ),
             "error": ended.error if ended else None,
             "notices": (state.runs.running[campaign.name].notices if here else [])
             or (ended.notices if ended else []),
@@ -380,9 +375,9 @@ async def retry(request: Request, form) -> Response:
 def again_options(form) -> CampaignOptions:
     """A resume's or retry's send window and frequency cap, as its form gives them.
 
-    As `campaign resume`: an empty window keeps the campaign's own (the store keeps it),
-    a new one replaces it, and `no_window` removes it. The cap is each run's own: the
-    page fills in the one the campaign was started with here.
+    As `campaign resume`: an empty window or cap keeps the campaign's own (the store
+    keeps them), a new one replaces it; `no_window` removes the window, a cap of `off`
+    removes the cap.
     """
     text = {k: str(form.get(k) or "") for k in ("send_window", "max_per_recipient")}
     options = CampaignOptions.from_form(text)
@@ -592,7 +587,6 @@ async def start(request: Request, form) -> Response:
     except CampaignError as exc:
         return await draft_page(request, str(exc), 400)
     state.drafts.pop(request.path_params["token"], None)
-    state.started_with[name] = options  # its Resume and Retry forms offer them again
     campaign = state.store.find_campaign(name)
     assert campaign is not None
     return _to_campaign(campaign)
