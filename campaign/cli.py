@@ -6,7 +6,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -258,20 +257,11 @@ def load_config(ctx: typer.Context, value: Path | None) -> Path | None:
 
 def read_api_key(key_file: Path | None) -> str:
     """The API key, from a file or the environment; never from the command line."""
-    if key_file is not None:
-        try:  # utf-8-sig: a key file saved by Notepad starts with a BOM
-            key = key_file.read_text(encoding="utf-8-sig").strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read the API key file {key_file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"the API key file {key_file} is not UTF-8 text") from None
-        if not key:
-            raise UsageError(f"the API key file {key_file} is empty")
-        return _printable_key(key, f"the API key file {key_file}")
-    key = os.environ.get("AUTOCALLS_API_KEY", "").strip()
-    if not key:
+    key = config_module.read_secret(key_file, "AUTOCALLS_API_KEY", "API key")
+    if key is None:
         raise UsageError("no API key: set AUTOCALLS_API_KEY or pass --api-key-file")
-    return _printable_key(key, "AUTOCALLS_API_KEY")
+    source = "AUTOCALLS_API_KEY" if key_file is None else f"the API key file {key_file}"
+    return _printable_key(key, source)
 
 
 def _printable_key(key: str, source: str) -> str:

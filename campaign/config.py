@@ -146,7 +146,7 @@ def read_secret(path: Path | None, env: str, what: str) -> str | None:
     if path is None:
         return os.environ.get(env, "").strip() or None
     try:
-        value = path.read_text(encoding="utf-8-sig").strip()
+        value = path.read_text(encoding="utf-8-sig").strip()  # Notepad writes a BOM
     except OSError as exc:
         raise UsageError(f"cannot read the {what} file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
