@@ -923,22 +923,12 @@ class Store:
     def due_rows(self, campaign_id: int, limit: int) -> list[RowToSend]:
         """Pending rows whose retry time (and daytime) has come, in spreadsheet order."""
         now = time.time()
-        query = (
-            select(Row.id, Row.row, Row.phone, Row.name, Row.variables)
-            .where(
-                Row.campaign_id == campaign_id,
-                Row.state == RowState.PENDING,
-                sa.or_(Row.retry_at.is_(None), Row.retry_at <= now),
-                sa.or_(Row.daytime_at.is_(None), Row.daytime_at <= now),
-            )
-            .order_by(Row.row)
-            .limit(limit)
+        return self._pending_rows(
+            campaign_id,
+            limit,
+            sa.or_(Row.retry_at.is_(None), Row.retry_at <= now),
+            sa.or_(Row.daytime_at.is_(None), Row.daytime_at <= now),
         )
-        with self.engine.connect() as conn:
-            found = conn.execute(query).all()
-        return [
-            RowToSend(r.id, Recipient(r.row, r.phone, r.name, r.variables or {})) for r in found
-        ]
 
     def next_retry_at(self, campaign_id: int) -> float | None:
         """When the earliest waiting pending row becomes due; None when nothing is pending
@@ -961,13 +951,15 @@ class Store:
     def pending_after(self, campaign_id: int, after_row: int, limit: int) -> list[RowToSend]:
         """Pending rows after spreadsheet row `after_row`, in order, waiting or not: one
         page of a pass over them all (the campaign's index serves it page by page)."""
+        return self._pending_rows(campaign_id, limit, Row.row > after_row)
+
+    def _pending_rows(
+        self, campaign_id: int, limit: int, *conditions: sa.ColumnElement[bool]
+    ) -> list[RowToSend]:
+        """Up to `limit` pending rows meeting `conditions`, in spreadsheet order."""
         query = (
             select(Row.id, Row.row, Row.phone, Row.name, Row.variables)
-            .where(
-                Row.campaign_id == campaign_id,
-                Row.state == RowState.PENDING,
-                Row.row > after_row,
-            )
+            .where(Row.campaign_id == campaign_id, Row.state == RowState.PENDING, *conditions)
             .order_by(Row.row)
             .limit(limit)
         )
